@@ -1,0 +1,280 @@
+"""An analytic cost model of decoder-only LLMs: parameters, KV-cache bytes, FLOPs, bytes moved per step.
+
+``ModelSpec.from_hf_config(d)`` reads a dict shaped like a Hugging Face ``config.json``. The fields that set
+the model's size (widths, depths, head counts, experts) are read from the config; what a config does not
+say (is the MLP gated? does attention carry biases? which norm?) is a property of the architecture, so it
+comes from the small table ``ARCHITECTURES`` keyed by ``model_type``, and a config key overrides it where
+transformers honours one (``attention_bias``, ``mlp_bias``, ``tie_word_embeddings``).
+
+Conventions: one multiply-accumulate is 2 FLOPs; sizes are in bytes; "per token" means per generated token.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Mapping
+
+# -- architecture traits that a config.json leaves implicit ------------------------------------------------
+# norm: "layernorm" has weight and bias, "rmsnorm" a weight only.
+# qkv_bias / out_bias: biases on the q, k, v projections and on the output projection.
+# positions: "learned" adds a position-embedding table (GPT-2); "rotary" adds no parameters.
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "gpt2": dict(norm="layernorm", gated_mlp=False, mlp_bias=True, qkv_bias=True, out_bias=True,
+                 positions="learned", tie_word_embeddings=True),
+    "llama": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
+                  positions="rotary", tie_word_embeddings=False),
+    "mistral": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
+                    positions="rotary", tie_word_embeddings=False),
+    "mixtral": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
+                    positions="rotary", tie_word_embeddings=False),
+    "qwen2": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=True, out_bias=False,
+                  positions="rotary", tie_word_embeddings=False),
+    "gemma": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
+                  positions="rotary", tie_word_embeddings=True),
+}
+
+# config.json spells the same quantity differently across families; the first key present wins.
+_FIELD_NAMES = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "n_layers": ("num_hidden_layers", "n_layer"),
+    "n_heads": ("num_attention_heads", "n_head"),
+    "vocab_size": ("vocab_size",),
+}
+
+
+class ConfigError(ValueError):
+    """A model config that cannot describe a transformer; the message names the field to fix."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The shape of a decoder-only transformer, enough to count its parameters, memory and FLOPs."""
+
+    name: str
+    model_type: str
+    vocab_size: int
+    hidden_size: int
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    intermediate_size: int
+    norm: str = "rmsnorm"
+    gated_mlp: bool = True
+    mlp_bias: bool = False
+    qkv_bias: bool = False
+    out_bias: bool = False
+    positions: str = "rotary"
+    max_position_embeddings: int = 0
+    tie_word_embeddings: bool = False
+    sliding_window: int | None = None
+    n_experts: int = 1           # 1 = a dense MLP; more = a mixture-of-experts MLP in every layer
+    experts_per_token: int = 1
+    source: str = field(default="", compare=False)
+
+    # -- parsing ------------------------------------------------------------------------------------------
+    @classmethod
+    def from_hf_config(cls, config: Mapping[str, Any], name: str | None = None) -> "ModelSpec":
+        """Build a spec from a dict shaped like a Hugging Face ``config.json``."""
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"a model config must be a dict (a parsed config.json), got {type(config).__name__}")
+        model_type = config.get("model_type")
+        if model_type not in ARCHITECTURES:
+            known = ", ".join(sorted(ARCHITECTURES))
+            raise ConfigError(f"model_type {model_type!r} is not one this course models; use one of: {known}")
+        traits = dict(ARCHITECTURES[model_type])
+        for key in ("tie_word_embeddings", "mlp_bias"):
+            if config.get(key) is not None:
+                traits[key] = bool(config[key])
+        if config.get("attention_bias") is not None:  # Llama-style: one switch for q, k, v and o
+            traits["qkv_bias"] = traits["out_bias"] = bool(config["attention_bias"])
+
+        hidden = _positive_int(config, "hidden_size")
+        n_layers = _positive_int(config, "n_layers")
+        n_heads = _positive_int(config, "n_heads")
+        vocab = _positive_int(config, "vocab_size")
+        n_kv_heads = _optional_positive_int(config, "num_key_value_heads", default=n_heads)
+        if n_heads % n_kv_heads:
+            raise ConfigError(f"num_attention_heads ({n_heads}) must be a multiple of num_key_value_heads "
+                              f"({n_kv_heads}): each key/value head serves a whole group of query heads")
+        head_dim = _optional_positive_int(config, "head_dim", default=None)
+        if head_dim is None:
+            if hidden % n_heads:
+                raise ConfigError(f"hidden size {hidden} is not divisible by {n_heads} heads; set head_dim "
+                                  "explicitly in the config")
+            head_dim = hidden // n_heads
+        intermediate = _optional_positive_int(config, "intermediate_size", default=None)
+        if intermediate is None:
+            intermediate = _optional_positive_int(config, "n_inner", default=None) or 4 * hidden
+
+        n_experts = _optional_positive_int(config, "num_local_experts", default=1)
+        experts_per_token = _optional_positive_int(config, "num_experts_per_tok", default=1 if n_experts == 1 else 2)
+        if experts_per_token > n_experts:
+            raise ConfigError(f"num_experts_per_tok ({experts_per_token}) exceeds num_local_experts ({n_experts})")
+
+        window = config.get("sliding_window")
+        if model_type == "qwen2" and not config.get("use_sliding_window", False):
+            window = None  # Qwen2 configs carry a window that is off unless use_sliding_window is set
+        if window is not None:
+            window = _optional_positive_int(config, "sliding_window", default=None)
+
+        max_pos = config.get("max_position_embeddings", config.get("n_positions", 0)) or 0
+        if traits["positions"] == "learned" and not max_pos:
+            raise ConfigError("a model with learned positions needs n_positions (or max_position_embeddings)")
+
+        return cls(
+            name=name or config.get("_name_or_path") or model_type, model_type=model_type,
+            vocab_size=vocab, hidden_size=hidden, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
+            head_dim=head_dim, intermediate_size=intermediate, max_position_embeddings=int(max_pos),
+            sliding_window=window, n_experts=n_experts, experts_per_token=experts_per_token,
+            source=str(config.get("_source", "")), **traits)
+
+    # -- parameters ---------------------------------------------------------------------------------------
+    def _attention_params(self) -> int:
+        q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        weights = self.hidden_size * (q_out + 2 * kv_out) + q_out * self.hidden_size
+        biases = (q_out + 2 * kv_out) * self.qkv_bias + self.hidden_size * self.out_bias
+        return weights + biases
+
+    def expert_params(self) -> int:
+        """One MLP (one expert of an MoE layer)."""
+        n_in = 2 if self.gated_mlp else 1  # gated MLPs (SwiGLU) have a gate and an up projection
+        weights = (n_in + 1) * self.hidden_size * self.intermediate_size
+        biases = (n_in * self.intermediate_size + self.hidden_size) * self.mlp_bias
+        return weights + biases
+
+    def _router_params(self) -> int:
+        return self.hidden_size * self.n_experts if self.n_experts > 1 else 0
+
+    def _norm_params(self) -> int:
+        return self.hidden_size * (2 if self.norm == "layernorm" else 1)
+
+    def embedding_params(self) -> int:
+        positions = self.max_position_embeddings * self.hidden_size if self.positions == "learned" else 0
+        return self.vocab_size * self.hidden_size + positions
+
+    def lm_head_params(self) -> int:
+        return 0 if self.tie_word_embeddings else self.vocab_size * self.hidden_size
+
+    def n_params(self) -> int:
+        """Every parameter the model holds (what must sit in memory)."""
+        per_layer = (self._attention_params() + self.n_experts * self.expert_params()
+                     + self._router_params() + 2 * self._norm_params())
+        return self.embedding_params() + self.n_layers * per_layer + self._norm_params() + self.lm_head_params()
+
+    def n_active_params(self) -> int:
+        """Parameters one token uses: an MoE layer runs only ``experts_per_token`` of its experts."""
+        idle_experts = self.n_experts - self.experts_per_token
+        return self.n_params() - self.n_layers * idle_experts * self.expert_params()
+
+    def matmul_params_per_token(self) -> int:
+        """Active parameters a token multiplies by: all but the embedding tables (a lookup, not a product),
+        plus the output projection, which reuses the input table when tied. Norm weights and biases are
+        counted too; they are O(hidden) and change nothing visible."""
+        tied_head = self.vocab_size * self.hidden_size if self.tie_word_embeddings else 0
+        return self.n_active_params() - self.embedding_params() + tied_head
+
+    # -- memory -------------------------------------------------------------------------------------------
+    def kv_cache_tokens(self, seq_len: int) -> int:
+        """Positions the cache holds: a sliding-window model keeps only the last ``sliding_window``."""
+        return min(seq_len, self.sliding_window) if self.sliding_window else seq_len
+
+    def kv_cache_bytes(self, seq_len: int, batch_size: int = 1, bytes_per_value: float = 2) -> float:
+        """Keys and values of every layer and KV head for ``seq_len`` tokens of ``batch_size`` sequences."""
+        _check_count("seq_len", seq_len, allow_zero=True)
+        _check_count("batch_size", batch_size)
+        per_token = 2 * self.n_layers * self.n_kv_heads * self.head_dim  # 2: one key and one value
+        return per_token * self.kv_cache_tokens(seq_len) * batch_size * bytes_per_value
+
+    def weight_bytes(self, bytes_per_param: float = 2) -> float:
+        return self.n_params() * bytes_per_param
+
+    # -- compute ------------------------------------------------------------------------------------------
+    def attention_flops_per_token(self, context_len: int) -> int:
+        """Scores q.k over the cached positions and the weighted sum of values: 2 products of head_dim
+        per position, per query head, per layer."""
+        return 2 * 2 * self.n_layers * self.n_heads * self.head_dim * self.kv_cache_tokens(context_len)
+
+    def flops_per_token(self, context_len: int) -> int:
+        """FLOPs to generate one token with ``context_len`` tokens already in the KV cache."""
+        _check_count("context_len", context_len, allow_zero=True)
+        return 2 * self.matmul_params_per_token() + self.attention_flops_per_token(context_len)
+
+    def with_changes(self, **changes: Any) -> "ModelSpec":
+        return replace(self, **changes)
+
+
+# -- presets shipped as data --------------------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _preset_configs() -> dict[str, dict[str, Any]]:
+    folder = resources.files("lessonlib") / "data" / "models"
+    configs = {}
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            config = json.loads(entry.read_text())
+            configs[config["_name"]] = config
+    return configs
+
+
+@lru_cache(maxsize=None)
+def model_preset_names() -> tuple[str, ...]:
+    """Names of the shipped presets, smallest model first."""
+    return tuple(sorted(_preset_configs(), key=lambda n: model_preset(n).n_params()))
+
+
+def model_preset_label(name: str) -> str:
+    """The human-readable name of a preset ("Llama-2-7B")."""
+    return model_preset(name).name
+
+
+def model_preset(name: str) -> ModelSpec:
+    """A real model's shape, from the config.json shipped in lessonlib/data/models (with its source)."""
+    configs = _preset_configs()
+    if name not in configs:
+        raise KeyError(f"no model preset {name!r}; choose one of: {', '.join(model_preset_names())}")
+    return ModelSpec.from_hf_config(configs[name], name=configs[name].get("_label", name))
+
+
+# -- validation helpers -------------------------------------------------------------------------------------
+def _lookup(config: Mapping[str, Any], field_name: str) -> tuple[str, Any]:
+    for key in _FIELD_NAMES.get(field_name, (field_name,)):
+        if config.get(key) is not None:
+            return key, config[key]
+    names = " or ".join(_FIELD_NAMES.get(field_name, (field_name,)))
+    raise ConfigError(f"the config has no {names}")
+
+
+def _positive_int(config: Mapping[str, Any], field_name: str) -> int:
+    key, value = _lookup(config, field_name)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _optional_positive_int(config: Mapping[str, Any], key: str, default: int | None) -> int | None:
+    value = config.get(key)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+    return value
+
+
+def _check_count(name: str, value: Any, allow_zero: bool = False) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    if not math.isfinite(n):
+        return str(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"

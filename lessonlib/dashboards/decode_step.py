@@ -1,0 +1,101 @@
+"""Dashboard: how much of one decode step is weight reads, KV-cache reads and compute."""
+from __future__ import annotations
+
+import html
+
+from ..costs import human_bytes, model_preset, model_preset_label, model_preset_names
+from ..hardware import hardware_preset, hardware_preset_names
+from ..roofline import WEIGHT_BYTES, decode_step
+
+CONTEXT_CHOICES = [2**k for k in range(0, 18)]       # 1 ... 131072 tokens
+BATCH_CHOICES = [2**k for k in range(0, 11)]         # 1 ... 1024 sequences
+COLORS = {"weights": "#4C72B0", "kv": "#DD8452", "compute": "#55A868"}
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def _bar(segments: list[tuple[str, float, str]], scale: float) -> str:
+    cells = "".join(
+        f'<div title="{html.escape(label)}" style="width:{100 * value / scale:.3f}%;background:{color};'
+        f'height:22px;display:inline-block"></div>' for label, value, color in segments if value > 0)
+    return f'<div style="width:100%;background:#eee;white-space:nowrap;font-size:0">{cells}</div>'
+
+
+def decode_step_report(model: str, hardware: str, precision: str = "bf16", context_len: int = 1024,
+                       batch_size: int = 1) -> str:
+    """The dashboard's callback: an HTML report of one decode step. Never raises: a bad input is reported
+    in the returned HTML with what to change."""
+    try:
+        step = decode_step(model_preset(model), hardware_preset(hardware), precision, int(context_len),
+                           int(batch_size))
+    except (KeyError, ValueError) as error:
+        message = error.args[0] if error.args else str(error)
+        return f'<p style="color:#b00"><b>Cannot compute this step:</b> {html.escape(str(message))}</p>'
+
+    scale = max(step.t_memory, step.t_compute)
+    memory_bar = _bar([("weight reads", step.t_weights, COLORS["weights"]),
+                       ("KV-cache reads", step.t_kv, COLORS["kv"])], scale)
+    compute_bar = _bar([("compute", step.t_compute, COLORS["compute"])], scale)
+    hw = step.hardware
+    verdict = (f"<b>{step.bound}-bound</b>: the {'memory traffic' if step.bound == 'memory' else 'arithmetic'} "
+               f"takes {max(step.t_memory, step.t_compute) / max(min(step.t_memory, step.t_compute), 1e-30):,.1f}x "
+               f"as long as the {'arithmetic' if step.bound == 'memory' else 'memory traffic'}")
+    fits = (f'<span style="color:#080">fits</span>' if step.fits else
+            f'<span style="color:#b00"><b>does not fit</b></span>')
+    notes = []
+    spec = step.model
+    if spec.max_position_embeddings and context_len > spec.max_position_embeddings:
+        notes.append(f"{spec.name} was trained for at most {spec.max_position_embeddings:,} tokens of context.")
+    if spec.sliding_window and context_len > spec.sliding_window:
+        notes.append(f"sliding window: only the last {spec.sliding_window:,} tokens are cached and attended to.")
+    notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    return f"""
+<div style="font-family:sans-serif;max-width:760px">
+<p><b>{html.escape(spec.name)}</b> on <b>{html.escape(hw.label)}</b>, {precision}, batch {batch_size},
+{context_len:,} tokens of context. One step = {_duration(step.seconds)}
+&rarr; <b>{step.tokens_per_second:,.1f} tokens/s</b> in all ({step.tokens_per_second / batch_size:,.1f} per sequence).</p>
+<table style="width:100%;border-collapse:collapse">
+<tr><td style="width:150px">memory traffic</td><td>{memory_bar}</td><td style="width:90px;text-align:right">{_duration(step.t_memory)}</td></tr>
+<tr><td>compute</td><td>{compute_bar}</td><td style="text-align:right">{_duration(step.t_compute)}</td></tr>
+</table>
+<p style="font-size:90%">
+<span style="color:{COLORS['weights']}">&#9632;</span> weight reads {human_bytes(step.weight_bytes_read)} ({_duration(step.t_weights)})
+&nbsp; <span style="color:{COLORS['kv']}">&#9632;</span> KV-cache reads {human_bytes(step.kv_bytes_read)} ({_duration(step.t_kv)})
+&nbsp; <span style="color:{COLORS['compute']}">&#9632;</span> compute {step.flops / 1e9:,.1f} GFLOP ({_duration(step.t_compute)})</p>
+<p>{verdict}. Arithmetic intensity {step.arithmetic_intensity:,.1f} FLOP/byte vs this hardware's ridge point
+{hw.ridge_point(precision):,.1f}.<br>
+Memory: {human_bytes(step.memory_needed)} needed (weights + KV cache) of {human_bytes(hw.memory_bytes)}: {fits}.</p>
+{f'<ul style="font-size:90%">{notes_html}</ul>' if notes else ''}
+</div>"""
+
+
+def decode_step_dashboard(model: str = "llama-2-7b", hardware: str = "a100-80gb", precision: str = "bf16",
+                          context_len: int = 4096, batch_size: int = 1):
+    """Dropdowns and sliders around :func:`decode_step_report`. Returns the widget to display."""
+    import ipywidgets as widgets
+
+    model_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in model_preset_names()], value=model,
+                                 description="model")
+    hardware_box = widgets.Dropdown(options=[(hardware_preset(n).label if n != "this-machine" else
+                                              "This machine (measured)", n) for n in hardware_preset_names()],
+                                    value=hardware, description="hardware")
+    precision_box = widgets.ToggleButtons(options=list(WEIGHT_BYTES), value=precision, description="precision")
+    context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context")
+    batch_box = widgets.SelectionSlider(options=BATCH_CHOICES, value=batch_size, description="batch")
+    report = widgets.HTML()
+    controls = (model_box, hardware_box, precision_box, context_box, batch_box)
+
+    def update(_change=None):
+        report.value = decode_step_report(model_box.value, hardware_box.value, precision_box.value,
+                                          context_box.value, batch_box.value)
+
+    for control in controls:
+        control.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([model_box, hardware_box]), precision_box, context_box, batch_box, report])
