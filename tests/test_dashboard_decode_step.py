@@ -1,0 +1,54 @@
+"""The decode-step dashboard: a plain callback that is fast and never raises, and the widget around it."""
+import itertools
+import time
+
+from lessonlib.costs import model_preset_names
+from lessonlib.dashboards.decode_step import (BATCH_CHOICES, CONTEXT_CHOICES, decode_step_dashboard,
+                                              decode_step_report)
+from lessonlib.hardware import hardware_preset_names
+from lessonlib.roofline import WEIGHT_BYTES
+
+
+def test_every_extreme_combination_renders_without_raising():
+    for model, hardware, precision, context, batch in itertools.product(
+            model_preset_names(), hardware_preset_names(), WEIGHT_BYTES,
+            (CONTEXT_CHOICES[0], CONTEXT_CHOICES[-1]), (BATCH_CHOICES[0], BATCH_CHOICES[-1])):
+        html = decode_step_report(model, hardware, precision, context, batch)
+        assert "tokens/s" in html and "Cannot compute" not in html, (model, hardware, precision, context, batch)
+
+
+def test_report_names_the_bound_and_the_fit():
+    html = decode_step_report("llama-2-7b", "raspberry-pi-5", "bf16", 1024, 1)
+    assert "memory-bound" in html and "does not fit" in html
+    assert "compute-bound" in decode_step_report("llama-2-7b", "h100-sxm", "bf16", 1, 1024)
+
+
+def test_bad_input_is_reported_in_the_page_not_raised():
+    assert "no model preset" in decode_step_report("gpt-9", "a100-80gb")
+    assert "precision must be one of" in decode_step_report("gpt2", "a100-80gb", "fp4")
+    assert "batch_size" in decode_step_report("gpt2", "a100-80gb", "bf16", 10, 0)
+
+
+def test_context_beyond_training_length_is_flagged():
+    assert "trained for at most 1,024 tokens" in decode_step_report("gpt2", "a100-80gb", "bf16", 4096, 1)
+    assert "sliding window" in decode_step_report("mistral-7b", "a100-80gb", "bf16", 8192, 1)
+
+
+def test_callback_p95_is_well_under_50_ms():
+    combos = list(itertools.product(model_preset_names(), ("a100-80gb", "raspberry-pi-5"), CONTEXT_CHOICES[::4]))
+    times = []
+    for model, hardware, context in combos:
+        start = time.perf_counter()
+        decode_step_report(model, hardware, "bf16", context, 8)
+        times.append(time.perf_counter() - start)
+    p95 = sorted(times)[int(0.95 * len(times))]
+    assert p95 < 0.05, f"p95 {p95 * 1e3:.1f} ms"
+
+
+def test_widget_updates_when_a_control_changes():
+    dashboard = decode_step_dashboard(model="gpt2", hardware="a100-80gb", context_len=128, batch_size=1)
+    report = dashboard.children[-1]
+    before = report.value
+    batch_slider = dashboard.children[3]
+    batch_slider.value = 64
+    assert report.value != before and "batch 64" in report.value

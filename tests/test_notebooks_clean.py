@@ -1,0 +1,60 @@
+"""Committed notebooks: valid, without outputs, with well-formed nbgrader metadata, and a release for every
+source."""
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from .conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "solutions").glob("*/*.ipynb")) + sorted((REPO / "notebooks").glob("*/*.ipynb"))
+GRADE_ID = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(REPO))
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found under solutions/ and notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
+def test_notebook_is_valid_and_has_no_outputs(path):
+    notebook = nbformat.read(path, as_version=4)
+    nbformat.validate(notebook)
+    with_outputs = [i for i, c in enumerate(notebook.cells)
+                    if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    assert not with_outputs, f"{_id(path)}: cells {with_outputs} have outputs; clear them before committing"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "solutions").glob("*/*.ipynb")), ids=_id)
+def test_nbgrader_metadata_is_well_formed(path):
+    notebook = nbformat.read(path, as_version=4)
+    seen = set()
+    for index, cell in enumerate(notebook.cells):
+        meta = cell.metadata.get("nbgrader")
+        if meta is None:
+            continue
+        where = f"{_id(path)} cell {index}"
+        assert meta.get("schema_version") == 3, f"{where}: schema_version must be 3"
+        for key in ("grade", "solution", "locked"):
+            assert isinstance(meta.get(key), bool), f"{where}: {key} must be true or false"
+        grade_id = meta.get("grade_id", "")
+        assert GRADE_ID.match(grade_id), f"{where}: grade_id {grade_id!r} must match {GRADE_ID.pattern}"
+        assert grade_id not in seen, f"{where}: duplicate grade_id {grade_id!r}"
+        seen.add(grade_id)
+        if meta["grade"]:
+            assert isinstance(meta.get("points"), (int, float)) and meta["points"] >= 0, f"{where}: points"
+        if meta["grade"] and not meta["solution"]:
+            assert cell.cell_type == "code" and meta["locked"], f"{where}: test cells are locked code cells"
+            assert cell.source.rstrip().splitlines()[-1].strip() == "grader.score()", (
+                f"{where}: a test cell ends with grader.score() so its value is the points earned")
+    assert notebook.metadata.get("kernelspec", {}).get("name") == "python3", f"{_id(path)}: kernel python3"
+
+
+def test_every_source_notebook_has_a_release():
+    sources = {p.relative_to(REPO / "solutions") for p in (REPO / "solutions").glob("*/*.ipynb")}
+    releases = {p.relative_to(REPO / "notebooks") for p in (REPO / "notebooks").glob("*/*.ipynb")}
+    assert sources == releases, f"only in solutions/: {sources - releases}; only in notebooks/: {releases - sources}"
