@@ -31,8 +31,11 @@ $(DEV_STAMP): pyproject.toml $(COURSE_STAMP)
 	$(BIN)/python -m pip install --disable-pip-version-check --quiet -e '.[dev]'
 	@touch $@
 
+# Jupyter refuses to run as root unless told; containers and some cloud machines run everything as root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: $(COURSE_STAMP)  ## set up (once) and open the course in JupyterLab
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT)
 
 test: $(DEV_STAMP)  ## set up (once) and run the whole test suite
 	$(BIN)/python -m pytest

@@ -86,8 +86,10 @@ def decode_step_dashboard(model: str = "llama-2-7b", hardware: str = "a100-80gb"
                                               "This machine (measured)", n) for n in hardware_preset_names()],
                                     value=hardware, description="hardware")
     precision_box = widgets.ToggleButtons(options=list(WEIGHT_BYTES), value=precision, description="precision")
-    context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context")
-    batch_box = widgets.SelectionSlider(options=BATCH_CHOICES, value=batch_size, description="batch")
+    wide = widgets.Layout(width="520px")
+    context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context",
+                                          layout=wide)
+    batch_box = widgets.SelectionSlider(options=BATCH_CHOICES, value=batch_size, description="batch", layout=wide)
     report = widgets.HTML()
     controls = (model_box, hardware_box, precision_box, context_box, batch_box)
 

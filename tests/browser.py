@@ -1,0 +1,125 @@
+"""A real JupyterLab server and headless Chromium (driven by Playwright) for end-to-end tests of lessons.
+
+Chromium comes from the system (Debian: `apt-get install -y chromium`; .ci/run installs it); Playwright never
+downloads a browser here. Without Chromium the browser tests skip locally, and fail under CI=true.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser"), shutil.which("google-chrome")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+def require_chromium() -> str:
+    path = chromium_path()
+    if path is None:
+        message = "Chromium not found (Debian: apt-get install -y chromium; or set CHROMIUM=/path/to/chrome)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def lab_server(root_dir: Path, home: Path):
+    """Start `jupyter lab` on a free port with its own config, runtime and settings folders; yields the base
+    URL and token. The settings silence the news toast and keep every cell in the DOM."""
+    settings = home / "lab-user-settings"
+    for plugin, values in {
+        "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
+                                                                           "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    }.items():
+        target = settings / plugin
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(values))
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTER_CONFIG_DIR=str(home / "config"),
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"), IPYTHONDIR=str(home / "ipython"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(home / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1",
+         f"--ServerApp.root_dir={root_dir}", "--LabApp.expose_app_in_browser=True"],
+        env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("jupyter lab did not start:\n" + (home / "lab.log").read_text()[-3000:])
+                time.sleep(0.3)
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@contextlib.contextmanager
+def chromium_page(executable: str):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield page
+        finally:
+            browser.close()
+
+
+def open_notebook_and_run_all(page, base: str, token: str, relative_path: str, timeout_s: float = 120) -> None:
+    """Open a notebook in JupyterLab, wait for its kernel to be idle, run every cell and wait until the
+    kernel is idle again with every code cell executed."""
+    page.goto(f"{base}/lab/tree/{relative_path}?token={token}&reset", timeout=timeout_s * 1000)
+    page.wait_for_function(
+        """() => {
+            const k = document.querySelector('.jp-Toolbar-kernelName');
+            const s = document.querySelector('#jp-main-statusbar');
+            return k && k.textContent.includes('Python 3') && s && s.textContent.includes('Idle');
+        }""", timeout=timeout_s * 1000)
+    page.evaluate("() => { jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            const s = document.querySelector('#jp-main-statusbar');
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent))
+                && s && s.textContent.includes('Idle');
+        }""", timeout=timeout_s * 1000, polling=250)
