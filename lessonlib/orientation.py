@@ -78,13 +78,10 @@ TRADE_OPTIONS = {
 
 
 def show(options: dict[str, str], title: str = "") -> None:
-    """Display a dict of options as a two-column table in the notebook."""
-    from IPython.display import HTML, display
+    """Display a dict of options (key -> text) as a two-column table in the notebook."""
+    from .display import table
 
-    rows = "".join(f"<tr><td style='text-align:left'><code>{key}</code></td>"
-                   f"<td style='text-align:left'>{text}</td></tr>" for key, text in options.items())
-    caption = f"<caption style='text-align:left'><b>{title}</b></caption>" if title else ""
-    display(HTML(f"<table>{caption}{rows}</table>"))
+    table(["key", title or "option"], [(f"<code>{key}</code>", text) for key, text in options.items()])
 
 
 @dataclass(frozen=True)
