@@ -36,6 +36,16 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
                   positions="rotary", tie_word_embeddings=True),
 }
 
+# What transformers assumes for a size key that a config leaves out (an explicit null means "derive it":
+# KV heads = attention heads, head_dim = hidden / heads). Mirrored so that counts stay exact.
+FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
+    "gpt2": {}, "llama": {},
+    "mistral": {"num_key_value_heads": 8, "sliding_window": 4096},
+    "mixtral": {"num_key_value_heads": 8, "num_local_experts": 8, "num_experts_per_tok": 2},
+    "qwen2": {"num_key_value_heads": 32},
+    "gemma": {"num_key_value_heads": 16, "head_dim": 256},
+}
+
 # config.json spells the same quantity differently across families; the first key present wins.
 _FIELD_NAMES = {
     "hidden_size": ("hidden_size", "n_embd", "d_model"),
@@ -86,6 +96,7 @@ class ModelSpec:
             known = ", ".join(sorted(ARCHITECTURES))
             raise ConfigError(f"model_type {model_type!r} is not one this course models; use one of: {known}")
         traits = dict(ARCHITECTURES[model_type])
+        config = {**FAMILY_DEFAULTS[model_type], **config}
         for key in ("tie_word_embeddings", "mlp_bias"):
             if config.get(key) is not None:
                 traits[key] = bool(config[key])
@@ -193,15 +204,78 @@ class ModelSpec:
         return self.n_params() * bytes_per_param
 
     # -- compute ------------------------------------------------------------------------------------------
+    # Convention: a decode step with ``context_len`` tokens already cached writes the new token's key and
+    # value, and the new token attends to context_len + 1 positions (itself included), at most the window.
+    def lm_head_matmul_params(self) -> int:
+        """The output projection multiplies by a vocab x hidden matrix, tied to the input table or not."""
+        return self.vocab_size * self.hidden_size
+
     def attention_flops_per_token(self, context_len: int) -> int:
-        """Scores q.k over the cached positions and the weighted sum of values: 2 products of head_dim
+        """Scores q.k over the attended positions and the weighted sum of values: 2 products of head_dim
         per position, per query head, per layer."""
-        return 2 * 2 * self.n_layers * self.n_heads * self.head_dim * self.kv_cache_tokens(context_len)
+        return 2 * 2 * self.n_layers * self.n_heads * self.head_dim * self.kv_cache_tokens(context_len + 1)
 
     def flops_per_token(self, context_len: int) -> int:
         """FLOPs to generate one token with ``context_len`` tokens already in the KV cache."""
         _check_count("context_len", context_len, allow_zero=True)
         return 2 * self.matmul_params_per_token() + self.attention_flops_per_token(context_len)
+
+    def attended_positions_in_prefill(self, n_tokens: int) -> int:
+        """Sum over the prompt's positions of how many positions each attends to (causal, windowed)."""
+        window = self.sliding_window or n_tokens
+        full = min(n_tokens, window)  # positions 1..full attend to themselves and all before them
+        return full * (full + 1) // 2 + (n_tokens - full) * window
+
+    def prefill_flops(self, n_tokens: int, batch_size: int = 1) -> int:
+        """FLOPs to process an ``n_tokens`` prompt in one pass. Every position goes through every layer;
+        the output projection runs for the last position only (generation needs only the next token)."""
+        _check_count("n_tokens", n_tokens)
+        _check_count("batch_size", batch_size)
+        body = 2 * (self.matmul_params_per_token() - self.lm_head_matmul_params()) * n_tokens
+        attention = 2 * 2 * self.n_layers * self.n_heads * self.head_dim * self.attended_positions_in_prefill(n_tokens)
+        return batch_size * (body + attention + 2 * self.lm_head_matmul_params())
+
+    # -- bytes moved --------------------------------------------------------------------------------------
+    def expected_experts_touched(self, n_tokens: int) -> float:
+        """Distinct experts an MoE layer must read when ``n_tokens`` tokens each pick ``experts_per_token``
+        of ``n_experts`` uniformly: one token misses a given expert with probability (E-k)/E."""
+        if self.n_experts == 1:
+            return 1.0
+        missed_by_all = ((self.n_experts - self.experts_per_token) / self.n_experts) ** n_tokens
+        return self.n_experts * (1 - missed_by_all)
+
+    def weight_bytes_read(self, n_tokens: int = 1, bytes_per_param: float = 2) -> float:
+        """Weights one forward pass over ``n_tokens`` tokens (all sequences, all positions) streams from
+        memory: every matrix once, shared by all tokens; an MoE layer only the experts the tokens chose.
+        The embedding table is gathered (n_tokens rows), not streamed."""
+        params = self.matmul_params_per_token()
+        if self.n_experts > 1:
+            extra = self.expected_experts_touched(n_tokens) - self.experts_per_token
+            params += self.n_layers * extra * self.expert_params()
+        return params * bytes_per_param
+
+    def decode_bytes(self, context_len: int, batch_size: int = 1, bytes_per_param: float = 2,
+                     bytes_per_value: float = 2) -> float:
+        """Bytes one decode step moves: the weights once for the batch, plus every sequence's KV cache
+        (read the cached positions, write the new one)."""
+        return (self.weight_bytes_read(batch_size, bytes_per_param)
+                + self.kv_cache_bytes(context_len + 1, batch_size, bytes_per_value))
+
+    def prefill_bytes(self, n_tokens: int, batch_size: int = 1, bytes_per_param: float = 2,
+                      bytes_per_value: float = 2) -> float:
+        """Bytes a prefill pass moves: the weights once, plus the KV cache it writes."""
+        return (self.weight_bytes_read(n_tokens * batch_size, bytes_per_param)
+                + self.kv_cache_bytes(n_tokens, batch_size, bytes_per_value))
+
+    def activation_bytes(self, n_tokens: int, batch_size: int = 1, bytes_per_value: float = 2) -> float:
+        """Peak activation memory of an inference forward pass over ``n_tokens`` positions: layers run one
+        after another, so what is live is the residual stream plus one layer's widest intermediate (the
+        q/k/v projections or the MLP's hidden layer), plus fp32 logits for the last position. Attention
+        scores are not stored (fused attention computes them blockwise)."""
+        qkv = (self.n_heads + 2 * self.n_kv_heads) * self.head_dim
+        mlp = self.intermediate_size * (2 if self.gated_mlp else 1) * self.experts_per_token
+        per_position = 2 * self.hidden_size + max(qkv, mlp)
+        return batch_size * (n_tokens * per_position * bytes_per_value + self.vocab_size * 4)
 
     def with_changes(self, **changes: Any) -> "ModelSpec":
         return replace(self, **changes)

@@ -1,17 +1,21 @@
-"""Where the time of one decode step goes: weight reads, KV-cache reads and compute.
+"""Predicted time of the two phases of generation on given hardware: the roofline, plus measured overheads.
 
-One decode step produces one token for each of ``batch_size`` sequences. It must stream every weight the
-step uses from memory once (shared by the whole batch), read each sequence's cached keys and values, and do
-the arithmetic. A roofline view: memory traffic and arithmetic overlap, so the step takes as long as the
-slower of the two,
+Prefill processes the whole prompt in one pass; each decode step produces one token for each of
+``batch_size`` sequences. A pass must stream its weights from memory (once, shared by every token in it),
+read or write the KV cache, and do the arithmetic. Memory traffic and arithmetic overlap, so the roofline
+says the pass takes as long as the slower of the two:
 
-    t_step = max((weight bytes + KV bytes) / bandwidth,  FLOPs / peak FLOP/s).
+    t = max((weight bytes + KV bytes) / bandwidth,  FLOPs / peak FLOP/s)  +  overhead
 
-Lesson 01 grows this into the full model (prefill, per-layer overhead measured on this machine).
+The overhead term is zero for the datasheet presets (an ideal implementation). On a CPU running a small
+PyTorch model it is not: each layer costs a fixed few microseconds of operator dispatch whatever its size.
+``Overheads`` holds that cost, measured on this machine by ``lessonlib.calibration``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import numpy as np
 
 from .costs import ModelSpec
 from .hardware import HardwareSpec
@@ -23,16 +27,32 @@ KV_BYTES = {"fp32": 4, "bf16": 2, "int8": 2}
 
 
 @dataclass(frozen=True)
-class DecodeStep:
+class Overheads:
+    """Fixed software costs of one forward pass, independent of the data size."""
+    per_pass: float = 0.0    # seconds per forward call: Python, embedding lookup, sampling
+    per_layer: float = 0.0   # seconds per layer per forward call: operator dispatch, kernel launches
+
+    def seconds(self, n_layers: int) -> float:
+        return self.per_pass + n_layers * self.per_layer
+
+
+NO_OVERHEAD = Overheads()
+
+
+@dataclass(frozen=True)
+class PassCost:
+    """One forward pass: a prefill of ``n_tokens`` prompt tokens, or one decode step."""
+    phase: str                    # "prefill" or "decode"
     model: ModelSpec
     hardware: HardwareSpec
     precision: str
-    context_len: int
+    context_len: int              # decode: tokens already cached; prefill: prompt length
     batch_size: int
     weight_bytes_read: float
-    kv_bytes_read: float
+    kv_bytes_read: float          # KV-cache bytes read and written
     flops: float
-    memory_needed: float
+    memory: dict[str, float] = field(default_factory=dict)   # what must be resident: weights, KV, activations
+    overhead_seconds: float = 0.0
 
     @property
     def t_weights(self) -> float:
@@ -51,16 +71,27 @@ class DecodeStep:
         return self.flops / self.hardware.flops_for(self.precision)
 
     @property
-    def seconds(self) -> float:
+    def t_roofline(self) -> float:
         return max(self.t_memory, self.t_compute)
 
     @property
+    def seconds(self) -> float:
+        return self.t_roofline + self.overhead_seconds
+
+    @property
     def bound(self) -> str:
+        """What sets the time: "memory", "compute", or "overhead" when fixed costs exceed both."""
+        if self.overhead_seconds > self.t_roofline:
+            return "overhead"
         return "memory" if self.t_memory >= self.t_compute else "compute"
 
     @property
+    def tokens(self) -> int:
+        return self.batch_size * (self.context_len if self.phase == "prefill" else 1)
+
+    @property
     def tokens_per_second(self) -> float:
-        return self.batch_size / self.seconds
+        return self.tokens / self.seconds
 
     @property
     def arithmetic_intensity(self) -> float:
@@ -68,38 +99,108 @@ class DecodeStep:
         return self.flops / (self.weight_bytes_read + self.kv_bytes_read)
 
     @property
+    def memory_needed(self) -> float:
+        return sum(self.memory.values())
+
+    @property
     def fits(self) -> bool:
         return self.memory_needed <= self.hardware.memory_bytes
 
 
-def expected_experts_touched(n_experts: int, experts_per_token: int, batch_size: int) -> float:
-    """Distinct experts a layer must read when ``batch_size`` tokens each pick ``experts_per_token`` of
-    ``n_experts`` uniformly: each expert is missed by one token with probability (E-k)/E."""
-    missed_by_all = ((n_experts - experts_per_token) / n_experts) ** batch_size
-    return n_experts * (1 - missed_by_all)
+# 00_orientation calls it a decode step; the type is the same for both phases.
+DecodeStep = PassCost
+
+
+def _check(precision: str, **counts: int) -> None:
+    if precision not in WEIGHT_BYTES:
+        raise ValueError(f"precision must be one of {', '.join(WEIGHT_BYTES)}, got {precision!r}")
+    for name, value in counts.items():
+        minimum = 0 if name == "context_len" else 1
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            kind = "non-negative" if minimum == 0 else "positive"
+            raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
+
+
+def memory_breakdown(model: ModelSpec, precision: str, context_len: int, batch_size: int = 1) -> dict[str, float]:
+    """Bytes that must be resident to serve ``batch_size`` sequences of ``context_len`` tokens: the weights,
+    the KV cache, and the peak activations (a prefill of the whole context is the worst case)."""
+    _check(precision, context_len=context_len, batch_size=batch_size)
+    return {
+        "weights": model.weight_bytes(WEIGHT_BYTES[precision]),
+        "KV cache": model.kv_cache_bytes(context_len, batch_size, KV_BYTES[precision]),
+        "activations": model.activation_bytes(max(context_len, 1), batch_size, KV_BYTES[precision]),
+    }
 
 
 def decode_step(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16", context_len: int = 1024,
-                batch_size: int = 1) -> DecodeStep:
-    """The bytes, FLOPs and time of one decode step with ``context_len`` tokens already cached."""
-    if precision not in WEIGHT_BYTES:
-        raise ValueError(f"precision must be one of {', '.join(WEIGHT_BYTES)}, got {precision!r}")
-    for name, value in (("context_len", context_len), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "context_len" else 1):
-            raise ValueError(f"{name} must be a {'non-negative' if name == 'context_len' else 'positive'} "
-                             f"integer, got {value!r}")
-    params_read = model.matmul_params_per_token()  # what one token multiplies by
-    if model.n_experts > 1:  # a batch of tokens routes to more experts than one token does
-        extra_experts = expected_experts_touched(model.n_experts, model.experts_per_token, batch_size) \
-            - model.experts_per_token
-        params_read += model.n_layers * extra_experts * model.expert_params()
-    weight_bytes = WEIGHT_BYTES[precision]
-    kv_bytes = model.kv_cache_bytes(context_len, batch_size, KV_BYTES[precision])
-    return DecodeStep(
-        model=model, hardware=hardware, precision=precision, context_len=context_len, batch_size=batch_size,
-        weight_bytes_read=params_read * weight_bytes,
-        kv_bytes_read=kv_bytes,
+                batch_size: int = 1, overheads: Overheads = NO_OVERHEAD) -> PassCost:
+    """One decode step with ``context_len`` tokens already cached, for ``batch_size`` sequences."""
+    _check(precision, context_len=context_len, batch_size=batch_size)
+    return PassCost(
+        phase="decode", model=model, hardware=hardware, precision=precision, context_len=context_len,
+        batch_size=batch_size,
+        weight_bytes_read=model.weight_bytes_read(batch_size, WEIGHT_BYTES[precision]),
+        kv_bytes_read=model.kv_cache_bytes(context_len + 1, batch_size, KV_BYTES[precision]),
         flops=batch_size * model.flops_per_token(context_len),
-        memory_needed=model.weight_bytes(weight_bytes) + model.kv_cache_bytes(context_len + 1, batch_size,
-                                                                              KV_BYTES[precision]),
-    )
+        memory=memory_breakdown(model, precision, context_len + 1, batch_size),
+        overhead_seconds=overheads.seconds(model.n_layers))
+
+
+def prefill(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16", n_tokens: int = 1024,
+            batch_size: int = 1, overheads: Overheads = NO_OVERHEAD) -> PassCost:
+    """Processing an ``n_tokens`` prompt for each of ``batch_size`` sequences in one forward pass."""
+    _check(precision, n_tokens=n_tokens, batch_size=batch_size)
+    return PassCost(
+        phase="prefill", model=model, hardware=hardware, precision=precision, context_len=n_tokens,
+        batch_size=batch_size,
+        weight_bytes_read=model.weight_bytes_read(n_tokens * batch_size, WEIGHT_BYTES[precision]),
+        kv_bytes_read=model.kv_cache_bytes(n_tokens, batch_size, KV_BYTES[precision]),
+        flops=model.prefill_flops(n_tokens, batch_size),
+        memory=memory_breakdown(model, precision, n_tokens, batch_size),
+        overhead_seconds=overheads.seconds(model.n_layers))
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A whole request: prefill of the prompt, then ``new_tokens`` decode steps as the context grows."""
+    prefill: PassCost
+    new_tokens: int
+    decode_seconds: float
+    last_step: PassCost
+
+    @property
+    def time_to_first_token(self) -> float:
+        return self.prefill.seconds
+
+    @property
+    def seconds(self) -> float:
+        return self.prefill.seconds + self.decode_seconds
+
+    @property
+    def seconds_per_token(self) -> float:
+        """Mean decode latency per generated token (what a reader of a streamed answer feels)."""
+        return self.decode_seconds / self.new_tokens
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generated tokens per second over all sequences of the batch, decode phase."""
+        return self.prefill.batch_size * self.new_tokens / self.decode_seconds
+
+
+def generation(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16", prompt_len: int = 512,
+               new_tokens: int = 256, batch_size: int = 1, overheads: Overheads = NO_OVERHEAD) -> Generation:
+    """Predicted time of a request: the decode steps are summed in closed form over the growing context
+    (vectorized, so a 100k-token answer costs microseconds to predict)."""
+    _check(precision, prompt_len=prompt_len, new_tokens=new_tokens, batch_size=batch_size)
+    first = prefill(model, hardware, precision, prompt_len, batch_size, overheads)
+    contexts = np.arange(prompt_len, prompt_len + new_tokens, dtype=np.float64)
+    attended = np.minimum(contexts + 1, model.sliding_window or np.inf)
+    kv_per_token = model.kv_cache_bytes(1, batch_size, KV_BYTES[precision])
+    t_memory = (model.weight_bytes_read(batch_size, WEIGHT_BYTES[precision]) + kv_per_token * attended) \
+        / hardware.memory_bandwidth
+    attention_per_position = 4 * model.n_layers * model.n_heads * model.head_dim
+    t_compute = batch_size * (2 * model.matmul_params_per_token() + attention_per_position * attended) \
+        / hardware.flops_for(precision)
+    decode_seconds = float(np.maximum(t_memory, t_compute).sum()) + new_tokens * overheads.seconds(model.n_layers)
+    last = decode_step(model, hardware, precision, prompt_len + new_tokens - 1, batch_size, overheads)
+    return Generation(first, new_tokens, decode_seconds, last)

@@ -49,8 +49,33 @@ def test_kv_cache_bytes_follow_the_formula_with_gqa_and_sliding_window():
 def test_flops_per_token_is_two_per_matmul_parameter_plus_attention():
     gpt2 = model_preset("gpt2")
     body = gpt2.n_params() - gpt2.embedding_params() + gpt2.vocab_size * gpt2.hidden_size  # tied head
-    assert gpt2.flops_per_token(0) == 2 * body
-    assert gpt2.flops_per_token(100) - gpt2.flops_per_token(0) == 4 * 12 * 12 * 64 * 100
+    per_position = 4 * 12 * 12 * 64  # q.k and weights.v: 2 FLOPs x head_dim, per head, per layer
+    assert gpt2.flops_per_token(0) == 2 * body + per_position  # the first token attends to itself
+    assert gpt2.flops_per_token(100) - gpt2.flops_per_token(0) == per_position * 100
+
+
+@pytest.mark.parametrize("name", ["gpt2", "mistral-7b", "mixtral-8x7b", "gemma-2b"])
+def test_prefill_equals_decoding_the_prompt_token_by_token_minus_the_unneeded_heads(name):
+    # Prefill computes the output projection once (last position); token-by-token, every step does.
+    model = model_preset(name)
+    n = 5000  # longer than Mistral's 4096-token window
+    stepwise = sum(model.flops_per_token(c) for c in range(n))
+    assert model.prefill_flops(n) == stepwise - (n - 1) * 2 * model.lm_head_matmul_params()
+    assert model.prefill_flops(n, batch_size=3) == 3 * model.prefill_flops(n)
+
+
+def test_decode_bytes_are_weights_once_plus_every_sequence_cache():
+    llama = model_preset("llama-2-7b")
+    weights = llama.matmul_params_per_token() * 2
+    assert llama.decode_bytes(0) == weights + llama.kv_cache_bytes(1)
+    assert llama.decode_bytes(999, batch_size=8) == weights + llama.kv_cache_bytes(1000, 8)
+    assert llama.prefill_bytes(1000) == weights + llama.kv_cache_bytes(1000)
+
+
+def test_activations_are_small_next_to_weights_for_decode():
+    llama = model_preset("llama-2-7b")
+    assert llama.activation_bytes(1) < 1e-3 * llama.weight_bytes()
+    assert llama.activation_bytes(4096, 4) == 4 * llama.activation_bytes(4096, 1)
 
 
 def test_qwen2_window_is_ignored_unless_enabled():
@@ -76,7 +101,7 @@ def test_config_key_overrides_architecture_default():
     ({"model_type": "llama", "vocab_size": 10, "hidden_size": 10, "num_hidden_layers": 1,
       "num_attention_heads": 4}, "set head_dim"),
     ({"model_type": "mixtral", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
-      "num_attention_heads": 2, "num_local_experts": 2, "num_experts_per_tok": 3}, "exceeds num_local_experts"),
+      "num_attention_heads": 2, "num_key_value_heads": 2, "num_local_experts": 2, "num_experts_per_tok": 3}, "exceeds num_local_experts"),
     ({"model_type": "gpt2", "vocab_size": 10, "n_embd": 8, "n_layer": 1, "n_head": 2}, "n_positions"),
     ([1, 2], "must be a dict"),
 ])

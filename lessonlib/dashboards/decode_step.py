@@ -70,7 +70,7 @@ def decode_step_report(model: str, hardware: str, precision: str = "bf16", conte
 &nbsp; <span style="color:{COLORS['compute']}">&#9632;</span> compute {step.flops / 1e9:,.1f} GFLOP ({_duration(step.t_compute)})</p>
 <p>{verdict}. Arithmetic intensity {step.arithmetic_intensity:,.1f} FLOP/byte vs this hardware's ridge point
 {hw.ridge_point(precision):,.1f}.<br>
-Memory: {human_bytes(step.memory_needed)} needed (weights + KV cache) of {human_bytes(hw.memory_bytes)}: {fits}.</p>
+Memory: {human_bytes(step.memory_needed)} needed (weights + KV cache + activations) of {human_bytes(hw.memory_bytes)}: {fits}.</p>
 {f'<ul style="font-size:90%">{notes_html}</ul>' if notes else ''}
 </div>"""
 
