@@ -1,0 +1,64 @@
+"""The lesson-01 cost-model dashboard: a plain callback (HTML + roofline PNG), fast, never raising."""
+import itertools
+import json
+import time
+
+from lessonlib.costs import model_preset_names
+from lessonlib.dashboards.cost_model import CUSTOM, cost_model_dashboard, cost_model_report
+from lessonlib.dashboards.decode_step import BATCH_CHOICES, CONTEXT_CHOICES
+from lessonlib.hardware import hardware_preset_names
+from lessonlib.roofline import WEIGHT_BYTES
+
+PNG_MAGIC = b"\x89PNG"
+
+
+def test_every_extreme_combination_renders_a_report_and_a_plot():
+    for model, hardware, precision, context, batch in itertools.product(
+            model_preset_names(), hardware_preset_names(), WEIGHT_BYTES,
+            (CONTEXT_CHOICES[0], CONTEXT_CHOICES[-1]), (BATCH_CHOICES[0], BATCH_CHOICES[-1])):
+        html, png = cost_model_report(model, hardware, precision, context, batch)
+        assert "Cannot evaluate" not in html and png.startswith(PNG_MAGIC), (model, hardware, precision)
+
+
+def test_report_shows_memory_breakdown_fit_and_both_phases():
+    html, _ = cost_model_report("llama-2-70b", "a100-80gb", "bf16", 4096, 1)
+    for part in ("weights", "KV cache", "activations", "does not fit", "prefill", "decode", "Time to first token"):
+        assert part in html
+    assert "fits" in cost_model_report("qwen2-0.5b", "raspberry-pi-5", "bf16", 1024, 1)[0]
+
+
+def test_a_pasted_config_is_evaluated():
+    config = {"model_type": "llama", "vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632,
+              "num_hidden_layers": 22, "num_attention_heads": 32, "num_key_value_heads": 4,
+              "_name_or_path": "my-model"}
+    html, png = cost_model_report(CUSTOM, "jetson-orin-nano", "int8", 2048, 4, json.dumps(config))
+    assert "my-model" in html and png.startswith(PNG_MAGIC)
+
+
+def test_bad_pasted_configs_are_explained_not_raised():
+    assert "not valid JSON" in cost_model_report(CUSTOM, "a100-80gb", config_text="{oops")[0]
+    assert "no hidden_size" in cost_model_report(CUSTOM, "a100-80gb", config_text='{"model_type": "llama"}')[0]
+    html, png = cost_model_report(CUSTOM, "a100-80gb", config_text='{"model_type": "t5"}')
+    assert "model_type 't5'" in html and png is None
+
+
+def test_callback_p95_under_50_ms():
+    cost_model_report("gpt2", "a100-80gb")  # first call builds the figure
+    times = []
+    for i, hardware in enumerate(["a100-80gb", "raspberry-pi-5", "h100-sxm", "jetson-orin-nano"] * 8):
+        start = time.perf_counter()
+        cost_model_report("mixtral-8x7b", hardware, "bf16", CONTEXT_CHOICES[i % 18], BATCH_CHOICES[i % 11])
+        times.append(time.perf_counter() - start)
+    p95 = sorted(times)[int(0.95 * len(times))]
+    assert p95 < 0.05, f"p95 {p95 * 1e3:.1f} ms"
+
+
+def test_widget_shows_the_config_box_only_for_a_pasted_config():
+    dashboard = cost_model_dashboard(model="gpt2")
+    controls = dashboard.children[0].children
+    model_box, config_box = controls[0], controls[1]
+    assert config_box.layout.display == "none"
+    model_box.value = CUSTOM
+    assert config_box.layout.display == ""
+    report = dashboard.children[1].children[0]
+    assert "pasted config" in report.value or "B parameters" in report.value
