@@ -1,0 +1,34 @@
+"""lessonlib.calibration: fitting the per-pass and per-layer overhead from decode times at several depths."""
+import pytest
+
+from lessonlib.calibration import best_time, fit_overheads
+
+
+def test_recovers_the_overheads_of_synthetic_timings():
+    depths = (1, 2, 4, 8)
+    roofline = [1e-6 * d for d in depths]
+    measured = [r + 2e-4 + 5e-5 * d for r, d in zip(roofline, depths)]
+    fit = fit_overheads(depths, measured, roofline)
+    assert fit.overheads.per_pass == pytest.approx(2e-4)
+    assert fit.overheads.per_layer == pytest.approx(5e-5)
+    assert max(abs(r) for r in fit.residuals) < 1e-12
+
+
+def test_negative_overheads_are_clipped():
+    fit = fit_overheads((1, 2), [1.0, 0.5], [0.0, 0.0])
+    assert fit.overheads.per_layer == 0.0 and fit.overheads.per_pass > 0
+
+
+@pytest.mark.parametrize("depths, measured, roofline, message", [
+    ((4, 4), [1, 1], [0, 0], "at least two different depths"),
+    ((1, 2), [1], [0, 0], "same length"),
+])
+def test_bad_input_says_what_is_needed(depths, measured, roofline, message):
+    with pytest.raises(ValueError, match=message):
+        fit_overheads(depths, measured, roofline)
+
+
+def test_best_time_is_a_median_of_real_calls():
+    calls = []
+    assert best_time(lambda: calls.append(1), repeats=3, warmup=2) >= 0
+    assert len(calls) == 5
