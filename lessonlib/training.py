@@ -1,0 +1,75 @@
+"""A small, reproducible training loop: AdamW, warmup then cosine learning rate, gradient clipping,
+fixed seeds, a tqdm progress bar and periodic validation."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from .corpus import Split
+
+
+@dataclass
+class History:
+    steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Mean cross-entropy (nats per token) over fixed batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    losses = [model(x, y)[1].item() for x, y in batches]
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(steps - warmup, 1)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))  # cosine down to 10% of the peak
+
+
+def train(model: torch.nn.Module, data: Split, val_batches: list[tuple[torch.Tensor, torch.Tensor]], *,
+          steps: int, batch_size: int = 16, block_size: int = 256, lr: float = 3e-3, warmup: int = 100,
+          weight_decay: float = 0.1, seed: int = 0, eval_every: int = 250, progress: bool = True,
+          loss_fn: Callable | None = None) -> History:
+    """Train in place; returns the history. ``loss_fn(model, x, y)`` overrides the model's own loss (lesson 03
+    adds an auxiliary load-balancing term this way)."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
+    history = History()
+    start = time.perf_counter()
+    model.train()
+    bar = tqdm(range(steps), disable=not progress, desc="training")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, steps, lr, warmup)
+        x, y = data.batch(batch_size, block_size, generator)
+        loss = loss_fn(model, x, y) if loss_fn else model(x, y)[1]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        history.steps.append(step)
+        history.train_loss.append(loss.item())
+        if (step + 1) % eval_every == 0 or step + 1 == steps:
+            history.val_steps.append(step + 1)
+            history.val_loss.append(evaluate(model, val_batches))
+            bar.set_postfix(train=f"{loss.item():.3f}", val=f"{history.val_loss[-1]:.3f}")
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    return history
