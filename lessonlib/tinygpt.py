@@ -224,6 +224,21 @@ class TinyGPT(nn.Module):
         return out
 
 
+def hf_gpt2_state_dict(model: TinyGPT) -> dict[str, torch.Tensor]:
+    """The same weights named and shaped for Hugging Face ``GPT2LMHeadModel`` (its Conv1D layers store the
+    transpose of an ``nn.Linear`` weight)."""
+    if model.config.n_kv_head != model.config.n_head:
+        raise ValueError("only a multi-head (n_kv_head == n_head) model maps onto GPT-2")
+    out = {}
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight":
+            out[name] = tensor
+            continue
+        is_conv1d = name.endswith(".weight") and any(k in name for k in ("c_attn", "c_proj", "c_fc"))
+        out["transformer." + name] = tensor.t().contiguous() if is_conv1d else tensor
+    return out
+
+
 # -- checkpoints ----------------------------------------------------------------------------------------------
 def save_checkpoint(model: TinyGPT, path: str | Path, report: dict) -> None:
     """Weights in fp16 (half the bytes; the tied output matrix is stored once), the config and a report."""

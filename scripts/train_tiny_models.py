@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lessonlib import corpus
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, save_checkpoint
+from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, load_checkpoint, save_checkpoint
 from lessonlib.training import evaluate, train
 
 OUT = Path(__file__).resolve().parents[1] / "lessonlib" / "data" / "checkpoints"
@@ -50,13 +50,17 @@ def train_model(name: str) -> dict:
     report = {
         "name": name, "config": spec["config"], "training": spec["train"], "n_params": model.n_params(),
         "train_seconds": round(history.seconds, 1), "final_train_loss": round(history.train_loss[-1], 4),
-        "validation_loss": evaluate(model, validation_batches()), "validation": VALIDATION,
-        "validation_loss_per_task": per_task_loss(model), "val_curve": list(zip(history.val_steps,
-                                                                                  history.val_loss)),
+        "validation": VALIDATION, "val_curve": list(zip(history.val_steps, history.val_loss)),
         "torch": torch.__version__, "machine": platform.machine(),
     }
     OUT.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(model, OUT / f"{name}.pt", report)
+    path = OUT / f"{name}.pt"
+    save_checkpoint(model, path, report)
+    # What ships is the fp16 checkpoint: measure the loss of exactly that, as a learner will load it.
+    shipped, _ = load_checkpoint(path)
+    report["validation_loss"] = evaluate(shipped, validation_batches())
+    report["validation_loss_per_task"] = per_task_loss(shipped)
+    save_checkpoint(shipped, path, report)
     (OUT / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
