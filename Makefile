@@ -13,7 +13,7 @@ COURSE_STAMP := $(VENV)/.course-installed
 DEV_STAMP    := $(VENV)/.dev-installed
 ASSIGNMENTS   = $(notdir $(patsubst %/,%,$(dir $(wildcard solutions/*/*.ipynb))))
 
-.PHONY: help lab test release grade clean-env
+.PHONY: help lab test release grade bench clean-env
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -48,6 +48,9 @@ release: $(COURSE_STAMP)  ## regenerate notebooks/ (student versions) from solut
 
 grade: $(COURSE_STAMP)  ## grade your notebooks against the hidden tests (NB=path/to/notebook.ipynb for one)
 	$(BIN)/python -m lessonlib.selfgrade $(NB)
+
+bench: $(DEV_STAMP)  ## run the benchmarks (lessonlib decode vs Hugging Face generate)
+	$(BIN)/python benchmarks/bench_decode_vs_hf.py
 
 clean-env:  ## delete the virtual environment
 	rm -rf $(VENV)

@@ -19,10 +19,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .roofline import Overheads
+from .costs import ModelSpec
+from .hardware import HardwareSpec
+from .roofline import Overheads, decode_step
 
 
-def best_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
+def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median of ``repeats`` timed calls after ``warmup`` untimed ones (the median resists the scheduler's
     hiccups better than the mean; the minimum flatters)."""
     for _ in range(warmup):
@@ -60,3 +62,59 @@ def fit_overheads(depths: Sequence[int], measured: Sequence[float], roofline: Se
     per_layer, per_pass = np.polyfit(np.asarray(depths, dtype=float), excess, 1)
     return OverheadFit(Overheads(per_pass=max(float(per_pass), 0.0), per_layer=max(float(per_layer), 0.0)),
                        tuple(depths), tuple(measured), tuple(roofline))
+
+
+# -- timing the tiny model --------------------------------------------------------------------------------
+def spec_of(model) -> ModelSpec:
+    """The cost model's view of a TinyGPT (exact: the parameter counts agree)."""
+    return ModelSpec.from_hf_config(model.config.to_hf_config(), name="tiny-gpt")
+
+
+def time_decode_step(model, context_len: int, batch_size: int = 1, steps: int = 8, repeats: int = 5) -> float:
+    """Seconds per cached decode step with ``context_len`` tokens already cached (median over repeats of
+    ``steps`` consecutive steps)."""
+    import torch
+
+    if context_len < 1:
+        raise ValueError("context_len must be at least 1 (the prompt)")
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, context_len),
+                        generator=torch.Generator().manual_seed(0))
+    cache = model.new_cache(batch_size, context_len + steps)
+    token = ids[:, -1]
+    with torch.inference_mode():
+        model.prefill(ids, cache)
+
+        def run():
+            cache.length = context_len  # rewind: the next steps overwrite the same slots
+            for _ in range(steps):
+                model.decode_step(token, cache)
+
+        return median_time(run, repeats) / steps
+
+
+def time_recompute_step(model, context_len: int, batch_size: int = 1, repeats: int = 5) -> float:
+    """Seconds for one decode step *without* a cache: the whole prefix (context_len + 1 tokens) again."""
+    import torch
+
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, context_len + 1),
+                        generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        return median_time(lambda: model.next_token_logits(ids), repeats)
+
+
+def calibrate_overheads(hardware: HardwareSpec, width: int = 128, n_head: int = 4, depths=(1, 2, 4, 8),
+                        context_len: int = 16, vocab_size: int = 41, block_size: int = 256) -> OverheadFit:
+    """Time batch-1 decode steps of random models that differ only in depth, subtract the roofline's
+    prediction (fp32, as the model runs), and fit the per-pass and per-layer overheads."""
+    import torch
+
+    from .tinygpt import TinyGPT, TinyGPTConfig
+
+    measured, roofline = [], []
+    for depth in depths:
+        torch.manual_seed(0)
+        model = TinyGPT(TinyGPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=depth,
+                                      n_head=n_head, n_embd=width)).eval()
+        measured.append(time_decode_step(model, context_len))
+        roofline.append(decode_step(spec_of(model), hardware, "fp32", context_len, 1).seconds)
+    return fit_overheads(depths, measured, roofline)

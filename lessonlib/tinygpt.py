@@ -165,6 +165,10 @@ class TinyGPT(nn.Module):
         loss = None if targets is None else F.cross_entropy(logits.flatten(0, 1), targets.flatten())
         return logits, loss
 
+    def next_token_logits(self, idx: torch.Tensor) -> torch.Tensor:
+        """Without a cache: run the whole sequence and keep the last position's logits (batch, vocab)."""
+        return self.lm_head(self._hidden(idx, 0, None)[:, -1])
+
     # -- step-by-step decoding with the cache -------------------------------------------------------------
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
         param = self.wte.weight
@@ -219,7 +223,7 @@ class TinyGPT(nn.Module):
                     logits = self.decode_step(out[:, t], cache)
         else:
             for t in range(idx.shape[1], total):
-                logits = self.lm_head(self._hidden(out[:, :t], 0, None)[:, -1])
+                logits = self.next_token_logits(out[:, :t])
                 out[:, t] = self._choose(logits, temperature, top_k, generator)
         return out
 

@@ -51,7 +51,7 @@ def train_model(name: str) -> dict:
         "name": name, "config": spec["config"], "training": spec["train"], "n_params": model.n_params(),
         "train_seconds": round(history.seconds, 1), "final_train_loss": round(history.train_loss[-1], 4),
         "validation": VALIDATION, "val_curve": list(zip(history.val_steps, history.val_loss)),
-        "torch": torch.__version__, "machine": platform.machine(),
+        "torch": str(torch.__version__), "machine": platform.machine(),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.pt"

@@ -1,7 +1,7 @@
 """lessonlib.calibration: fitting the per-pass and per-layer overhead from decode times at several depths."""
 import pytest
 
-from lessonlib.calibration import best_time, fit_overheads
+from lessonlib.calibration import median_time, fit_overheads
 
 
 def test_recovers_the_overheads_of_synthetic_timings():
@@ -28,7 +28,7 @@ def test_bad_input_says_what_is_needed(depths, measured, roofline, message):
         fit_overheads(depths, measured, roofline)
 
 
-def test_best_time_is_a_median_of_real_calls():
+def test_median_time_times_real_calls():
     calls = []
-    assert best_time(lambda: calls.append(1), repeats=3, warmup=2) >= 0
+    assert median_time(lambda: calls.append(1), repeats=3, warmup=2) >= 0
     assert len(calls) == 5
