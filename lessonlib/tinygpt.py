@@ -53,7 +53,8 @@ class TinyGPTConfig:
         return {"model_type": "gpt2", "vocab_size": self.vocab_size, "n_positions": self.block_size,
                 "n_embd": self.n_embd, "n_layer": self.n_layer, "n_head": self.n_head, "n_inner": None,
                 "activation_function": "gelu_new", "tie_word_embeddings": True, "resid_pdrop": self.dropout,
-                "embd_pdrop": self.dropout, "attn_pdrop": self.dropout, "layer_norm_epsilon": 1e-5}
+                "embd_pdrop": self.dropout, "attn_pdrop": self.dropout, "layer_norm_epsilon": 1e-5,
+                "bos_token_id": None, "eos_token_id": None}
 
 
 class KVCache:
@@ -70,13 +71,29 @@ class KVCache:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
 
 
+class Linear(nn.Module):
+    """``x @ weight + bias`` with the weight stored (in, out), as GPT-2 stores it. For a single token (a
+    one-row input, every decode step) this is markedly faster on CPU than ``nn.Linear``'s ``x @ weight.T``:
+    the kernel walks the contiguous weight row by row."""
+
+    def __init__(self, n_in: int, n_out: int, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1])
+        out = flat @ self.weight if self.bias is None else torch.addmm(self.bias, flat, self.weight)
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: TinyGPTConfig):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
         kv_width = config.n_kv_head * config.head_dim
-        self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_width, bias=config.bias)  # q, k, v fused
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_attn = Linear(config.n_embd, config.n_embd + 2 * kv_width, bias=config.bias)  # q, k, v fused
+        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
         self.split_sizes = (config.n_embd, kv_width, kv_width)
 
@@ -102,8 +119,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: TinyGPTConfig):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
@@ -131,8 +148,6 @@ class TinyGPT(nn.Module):
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # tied: the output projection reuses the embedding table
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
@@ -140,10 +155,12 @@ class TinyGPT(nn.Module):
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
+        if isinstance(module, (Linear, nn.Embedding)):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
+
+    def lm_head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Output logits. Tied: the output projection reuses the embedding table."""
+        return F.linear(hidden, self.wte.weight)
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -229,24 +246,19 @@ class TinyGPT(nn.Module):
 
 
 def hf_gpt2_state_dict(model: TinyGPT) -> dict[str, torch.Tensor]:
-    """The same weights named and shaped for Hugging Face ``GPT2LMHeadModel`` (its Conv1D layers store the
-    transpose of an ``nn.Linear`` weight)."""
+    """The same weights under Hugging Face ``GPT2LMHeadModel``'s names (its Conv1D layers store weights
+    (in, out) as ours do, so nothing is transposed)."""
     if model.config.n_kv_head != model.config.n_head:
         raise ValueError("only a multi-head (n_kv_head == n_head) model maps onto GPT-2")
-    out = {}
-    for name, tensor in model.state_dict().items():
-        if name == "lm_head.weight":
-            out[name] = tensor
-            continue
-        is_conv1d = name.endswith(".weight") and any(k in name for k in ("c_attn", "c_proj", "c_fc"))
-        out["transformer." + name] = tensor.t().contiguous() if is_conv1d else tensor
+    out = {"transformer." + name: tensor for name, tensor in model.state_dict().items()}
+    out["lm_head.weight"] = model.wte.weight
     return out
 
 
 # -- checkpoints ----------------------------------------------------------------------------------------------
 def save_checkpoint(model: TinyGPT, path: str | Path, report: dict) -> None:
-    """Weights in fp16 (half the bytes; the tied output matrix is stored once), the config and a report."""
-    state = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    """Weights in fp16 (half the bytes), the config and a report."""
+    state = {k: v.detach().to(torch.float16) for k, v in model.state_dict().items()}
     torch.save({"config": asdict(model.config), "state_dict": state, "report": report}, path)
 
 
@@ -254,9 +266,7 @@ def load_checkpoint(path: str | Path) -> tuple[TinyGPT, dict]:
     """An fp32 model in eval mode, and the report its training script wrote."""
     data = torch.load(path, map_location="cpu", weights_only=True)
     model = TinyGPT(TinyGPTConfig(**data["config"]))
-    state = {k: v.to(torch.float32) for k, v in data["state_dict"].items()}
-    state["lm_head.weight"] = state["wte.weight"]
-    model.load_state_dict(state)
+    model.load_state_dict({k: v.to(torch.float32) for k, v in data["state_dict"].items()})
     return model.eval(), data["report"]
 
 
