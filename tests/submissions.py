@@ -19,6 +19,11 @@ class Variant:
     replace: dict[str, str]         # answer cell grade_id -> new source
     expect: dict[str, float]        # test cell grade_id -> exact score
     wrong: bool
+    requires: tuple[str, ...] = ()  # answer cells this variant relies on being right (kept out of its group)
+
+    @property
+    def touched(self) -> set[str]:
+        return set(self.replace) | set(self.expect) | set(self.requires)
 
 
 @dataclass
@@ -45,19 +50,19 @@ def load_variants(repo: Path, assignment: str) -> list[Variant]:
     if not path.is_file():
         return []
     data = runpy.run_path(str(path))
-    return [Variant(name, spec["replace"], spec.get("expect", {}), wrong)
+    return [Variant(name, spec["replace"], spec.get("expect", {}), wrong, tuple(spec.get("requires", ())))
             for wrong, table in ((True, data.get("WRONG", {})), (False, data.get("RIGHT", {})))
             for name, spec in table.items()]
 
 
 def pack(variants: list[Variant]) -> list[list[Variant]]:
-    """Group variants so that no two in a group replace the same answer cell or aim at the same test cell:
-    then each test cell's score in a packed notebook belongs to exactly one variant."""
+    """Group variants so that no two in a group replace the same answer cell, aim at the same test cell, or
+    break a cell the other relies on: then each test cell's score in a packed notebook belongs to exactly
+    one variant."""
     groups: list[list[Variant]] = []
     for variant in variants:
-        touched = set(variant.replace) | set(variant.expect)
         for group in groups:
-            if not any(touched & (set(v.replace) | set(v.expect)) for v in group):
+            if not any(variant.touched & v.touched for v in group):
                 group.append(variant)
                 break
         else:

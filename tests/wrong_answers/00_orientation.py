@@ -2,7 +2,9 @@
 
 Each entry starts from the student release with every answer cell filled in with the solution, then replaces
 the answer cells named in "replace" (by grade_id). "expect" gives the exact score each listed test cell must
-get; every other autograded test cell must score full marks.
+get; every other autograded test cell must score full marks. Entries are packed several to a notebook when
+they touch different cells; "requires" lists answer cells an entry relies on (never packed with an entry
+that breaks them).
 
 WRONG: plausible mistakes; each must cost points exactly where expected.
 RIGHT: correct answers written differently from the solution; they must score full marks.

@@ -127,16 +127,21 @@ def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per
 def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
     return n_params * bytes_per_param / bandwidth + 2 * n_params / peak_flops
 '''}, "expect": {"q4_latency_tests": 0}},
-    "q4_latency_memory_only": {
+    "q4_latency_memory_only_carried_forward_into_4b": {
         "replace": {"q4_latency_answer": '''
 def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
     return n_params * bytes_per_param / bandwidth
 '''}, "expect": {"q4_latency_tests": 1}},
     # Exercise 4b/4c: two devices.
     "q4_devices_edge_is_compute_bound": {
-        "replace": {"q4_numbers_answer": NUMBERS.format(bytes=2, limit="B")}, "expect": {"q4_devices_tests": 1}},
+        "replace": {"q4_numbers_answer": NUMBERS.format(bytes=2, limit="B")}, "expect": {"q4_devices_tests": 1},
+        "requires": ["q4_latency_answer"]},
+    "q4_devices_hard_coded_from_another_model": {
+        "replace": {"q4_numbers_answer": 'q4_pi_seconds, q4_h100_seconds, q4_limit = 0.0579, 0.000295, "A"'},
+        "expect": {"q4_devices_tests": 1}},
     "q4_devices_fp32_weights": {
-        "replace": {"q4_numbers_answer": NUMBERS.format(bytes=4, limit="A")}, "expect": {"q4_devices_tests": 1}},
+        "replace": {"q4_numbers_answer": NUMBERS.format(bytes=4, limit="A")}, "expect": {"q4_devices_tests": 1},
+        "requires": ["q4_latency_answer"]},
 }
 
 RIGHT = {
