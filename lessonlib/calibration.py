@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -25,19 +23,7 @@ import numpy as np
 from .costs import ModelSpec
 from .hardware import HardwareSpec
 from .roofline import Overheads, decode_step
-
-
-def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
-    """Median of ``repeats`` timed calls after ``warmup`` untimed ones (the median resists the scheduler's
-    hiccups better than the mean; the minimum flatters)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+from .timing import median_time
 
 
 @dataclass(frozen=True)

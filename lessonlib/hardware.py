@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -63,25 +62,18 @@ def this_machine() -> HardwareSpec:
     """Measure this computer once per session: best-of-several matmul FLOP/s and memory-copy bandwidth."""
     import torch
 
-    def best_seconds(fn, repeats: int) -> float:
-        fn()  # warm up (allocations, thread pool)
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            best = min(best, time.perf_counter() - start)
-        return best
+    from .timing import min_time
 
     n = 1024
     flops = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        flops[precision] = 2 * n**3 / best_seconds(lambda: a @ b, repeats=5)
+        flops[precision] = 2 * n**3 / min_time(lambda: a @ b, repeats=5)
     flops["int8"] = flops["fp32"]  # torch has no general int8 matmul on CPU: quantized work runs at fp32 speed
 
     source = torch.empty(256 * 2**20 // 4, dtype=torch.float32)  # 256 MiB: far larger than CPU caches
     target = torch.empty_like(source)
-    seconds = best_seconds(lambda: target.copy_(source), repeats=5)
+    seconds = min_time(lambda: target.copy_(source), repeats=5)
     bandwidth = 2 * source.numel() * 4 / seconds  # a copy reads and writes every byte
 
     try:

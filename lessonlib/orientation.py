@@ -5,8 +5,9 @@ The answers are not here: they live in the hidden tests of the lesson's notebook
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+
+from .timing import min_time
 
 CATEGORIES = {
     "architecture": "Efficient architecture design: change the model's structure so each token needs fewer "
@@ -109,16 +110,7 @@ def time_sequential_vs_parallel(n_tokens: int = 128, d_model: int = 256, n_layer
                             torch.nn.Linear(4 * d_model, d_model)) for _ in range(n_layers)])
     tokens = torch.randn(n_tokens, d_model)
 
-    def best(fn) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return min(times)
-
     with torch.inference_mode():
-        parallel = best(lambda: blocks(tokens))
-        sequential = best(lambda: [blocks(tokens[i:i + 1]) for i in range(n_tokens)])
+        parallel = min_time(lambda: blocks(tokens), repeats)
+        sequential = min_time(lambda: [blocks(tokens[i:i + 1]) for i in range(n_tokens)], repeats)
     return SequentialVsParallel(n_tokens, parallel, sequential)

@@ -1,7 +1,8 @@
 """lessonlib.calibration: fitting the per-pass and per-layer overhead from decode times at several depths."""
 import pytest
 
-from lessonlib.calibration import median_time, fit_overheads
+from lessonlib.calibration import fit_overheads
+from lessonlib.timing import median_time, min_time
 
 
 def test_recovers_the_overheads_of_synthetic_timings():
@@ -32,3 +33,4 @@ def test_median_time_times_real_calls():
     calls = []
     assert median_time(lambda: calls.append(1), repeats=3, warmup=2) >= 0
     assert len(calls) == 5
+    assert 0 <= min_time(lambda: calls.append(1), repeats=2) <= median_time(lambda: sum(range(1000)), repeats=3)

@@ -8,9 +8,9 @@ import json
 from functools import lru_cache
 
 from ..costs import ConfigError, ModelSpec, human_bytes, model_preset, model_preset_label, model_preset_names
-from ..hardware import hardware_preset, hardware_preset_names
-from ..roofline import WEIGHT_BYTES, PassCost, decode_step, prefill
-from .decode_step import BATCH_CHOICES, CONTEXT_CHOICES, _duration
+from ..hardware import hardware_preset
+from ..roofline import PassCost, decode_step, prefill
+from .decode_step import _duration, hardware_controls
 
 CUSTOM = "custom"
 MEMORY_COLORS = {"weights": "#4C72B0", "KV cache": "#DD8452", "activations": "#8172B2"}
@@ -139,14 +139,8 @@ def cost_model_dashboard(model: str = "llama-3-8b", hardware: str = "a100-80gb",
                           "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,
                           "num_key_value_heads": 4, "tie_word_embeddings": False}, indent=1),
         description="config", layout=widgets.Layout(width="420px", height="160px", display="none"))
-    hardware_box = widgets.Dropdown(
-        options=[(hardware_preset(n).label if n != "this-machine" else "This machine (measured)", n)
-                 for n in hardware_preset_names()], value=hardware, description="hardware")
-    precision_box = widgets.ToggleButtons(options=list(WEIGHT_BYTES), value=precision, description="precision")
-    wide = widgets.Layout(width="420px")
-    context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context",
-                                          layout=wide)
-    batch_box = widgets.SelectionSlider(options=BATCH_CHOICES, value=batch_size, description="batch", layout=wide)
+    hardware_box, precision_box, context_box, batch_box = hardware_controls(hardware, precision, context_len,
+                                                                            batch_size, width="420px")
     report = widgets.HTML()
     plot = widgets.Image(format="png")
 

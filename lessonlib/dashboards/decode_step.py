@@ -75,6 +75,21 @@ Memory: {human_bytes(step.memory_needed)} needed (weights + KV cache + activatio
 </div>"""
 
 
+def hardware_controls(hardware: str, precision: str, context_len: int, batch_size: int, width: str = "520px"):
+    """The controls every cost dashboard shares: hardware, precision, context and batch sliders."""
+    import ipywidgets as widgets
+
+    hardware_box = widgets.Dropdown(
+        options=[(hardware_preset(n).label if n != "this-machine" else "This machine (measured)", n)
+                 for n in hardware_preset_names()], value=hardware, description="hardware")
+    precision_box = widgets.ToggleButtons(options=list(WEIGHT_BYTES), value=precision, description="precision")
+    wide = widgets.Layout(width=width)
+    context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context",
+                                          layout=wide)
+    batch_box = widgets.SelectionSlider(options=BATCH_CHOICES, value=batch_size, description="batch", layout=wide)
+    return hardware_box, precision_box, context_box, batch_box
+
+
 def decode_step_dashboard(model: str = "llama-2-7b", hardware: str = "a100-80gb", precision: str = "bf16",
                           context_len: int = 4096, batch_size: int = 1):
     """Dropdowns and sliders around :func:`decode_step_report`. Returns the widget to display."""
@@ -82,14 +97,8 @@ def decode_step_dashboard(model: str = "llama-2-7b", hardware: str = "a100-80gb"
 
     model_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in model_preset_names()], value=model,
                                  description="model")
-    hardware_box = widgets.Dropdown(options=[(hardware_preset(n).label if n != "this-machine" else
-                                              "This machine (measured)", n) for n in hardware_preset_names()],
-                                    value=hardware, description="hardware")
-    precision_box = widgets.ToggleButtons(options=list(WEIGHT_BYTES), value=precision, description="precision")
-    wide = widgets.Layout(width="520px")
-    context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context",
-                                          layout=wide)
-    batch_box = widgets.SelectionSlider(options=BATCH_CHOICES, value=batch_size, description="batch", layout=wide)
+    hardware_box, precision_box, context_box, batch_box = hardware_controls(hardware, precision, context_len,
+                                                                            batch_size)
     report = widgets.HTML()
     controls = (model_box, hardware_box, precision_box, context_box, batch_box)
 
