@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
@@ -276,9 +276,6 @@ class ModelSpec:
         mlp = self.intermediate_size * (2 if self.gated_mlp else 1) * self.experts_per_token
         per_position = 2 * self.hidden_size + max(qkv, mlp)
         return batch_size * (n_tokens * per_position * bytes_per_value + self.vocab_size * 4)
-
-    def with_changes(self, **changes: Any) -> "ModelSpec":
-        return replace(self, **changes)
 
 
 # -- presets shipped as data --------------------------------------------------------------------------------

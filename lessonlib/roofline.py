@@ -107,10 +107,6 @@ class PassCost:
         return self.memory_needed <= self.hardware.memory_bytes
 
 
-# 00_orientation calls it a decode step; the type is the same for both phases.
-DecodeStep = PassCost
-
-
 def _check(precision: str, **counts: int) -> None:
     if precision not in WEIGHT_BYTES:
         raise ValueError(f"precision must be one of {', '.join(WEIGHT_BYTES)}, got {precision!r}")
