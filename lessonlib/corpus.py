@@ -1,8 +1,7 @@
 """A synthetic multi-task language: bit-exact on every machine, no download.
 
-Each line is one sample of one sub-task: a one-letter task tag, a space, the input, ``>``, the answer, and a
-newline (the text task has no ``>``: the whole sentence is the sample). Sub-tasks with distinct structure let
-later lessons show which experts each task's tokens go to (03) and which queries are easy or hard (04).
+Each line is one sample of one sub-task: a one-letter task tag, a space, the question, ``>``, the answer, and
+a newline. The text task has no question: its line is the tag and a sentence ending in ``.`` (no ``>``).
 
     c kqzmw>kqzmw          copy
     r kqzmw>wmzqk          reverse
@@ -10,8 +9,10 @@ later lessons show which experts each task's tokens go to (03) and which queries
     a 123+4567>4690        add two numbers
     t the red dog sees a small ball.
 
-Everything is drawn from ``random.Random(seed)``, whose sequence is fixed across Python versions and
-platforms for the calls used here (random(), randint(), choice()).
+Sub-tasks with distinct structure let later lessons show which experts each task's tokens go to (03), and
+the difficulty knob (``"easy"``, ``"hard"``, or ``"mixed"``, the training mix) gives easy and hard queries
+(04). Every draw comes from ``random.Random(seed).random()``, the one method whose sequence Python promises
+not to change across versions (``choice`` and ``randint`` make no such promise); no hashing is involved.
 """
 from __future__ import annotations
 
@@ -25,11 +26,14 @@ VOCAB = "\n +.>0123456789abcdefghijklmnopqrstuvwxyz"
 TASKS = {"c": "copy", "r": "reverse", "s": "sort", "a": "add", "t": "text"}
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
-# Lengths (letters, or digits for "add") by difficulty.
+# The difficulty knob of each task: lengths in letters (copy, reverse, sort), digits per number (add), and
+# for text the chance of an adjective in each noun phrase and of a closing prepositional phrase.
 LENGTHS = {"easy": (2, 4), "hard": (6, 10), "mixed": (2, 10)}
 DIGITS = {"easy": (1, 2), "hard": (4, 5), "mixed": (1, 5)}
+TEXT = {"easy": (0.0, 0.0), "hard": (1.0, 1.0), "mixed": (0.5, 0.3)}
+DIFFICULTIES = tuple(LENGTHS)
 
-_WORDS = {
+WORDS = {
     "det": ("the", "a"),
     "adj": ("small", "big", "red", "old", "happy", "quick", "green"),
     "noun": ("dog", "cat", "bird", "child", "ball", "tree", "house", "fish"),
@@ -39,7 +43,7 @@ _WORDS = {
 
 
 class CharTokenizer:
-    """One token per character of ``VOCAB``."""
+    """One token per character of ``vocab``."""
 
     def __init__(self, vocab: str = VOCAB):
         self.vocab = vocab
@@ -62,110 +66,145 @@ class CharTokenizer:
 TOKENIZER = CharTokenizer()
 
 
-def _number(rng: random.Random, low: int, high: int) -> int:
-    """A number with between ``low`` and ``high`` digits (no leading zeros)."""
-    digits = rng.randint(low, high)
-    return rng.randint(10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+# -- drawing from random() only ------------------------------------------------------------------------------
+def _below(rng: random.Random, n: int) -> int:
+    """0 <= k < n."""
+    return int(rng.random() * n)
 
 
-def _noun_phrase(rng: random.Random) -> str:
-    words = [rng.choice(_WORDS["det"])]
-    if rng.random() < 0.5:
-        words.append(rng.choice(_WORDS["adj"]))
-    words.append(rng.choice(_WORDS["noun"]))
+def _between(rng: random.Random, low: int, high: int) -> int:
+    """low <= k <= high."""
+    return low + _below(rng, high - low + 1)
+
+
+def _choice(rng: random.Random, options: Sequence):
+    return options[_below(rng, len(options))]
+
+
+def _number(rng: random.Random, fewest_digits: int, most_digits: int) -> int:
+    digits = _between(rng, fewest_digits, most_digits)
+    return _between(rng, 10 ** (digits - 1) if digits > 1 else 0, 10**digits - 1)
+
+
+def _noun_phrase(rng: random.Random, p_adjective: float) -> str:
+    words = [_choice(rng, WORDS["det"])]
+    if rng.random() < p_adjective:
+        words.append(_choice(rng, WORDS["adj"]))
+    words.append(_choice(rng, WORDS["noun"]))
     return " ".join(words)
 
 
-def _sentence(rng: random.Random) -> str:
-    sentence = f"{_noun_phrase(rng)} {rng.choice(_WORDS['verb'])} {_noun_phrase(rng)}"
-    if rng.random() < 0.3:
-        sentence += f" {rng.choice(_WORDS['prep'])} {_noun_phrase(rng)}"
+def _sentence(rng: random.Random, difficulty: str) -> str:
+    p_adjective, p_preposition = TEXT[difficulty]
+    sentence = f"{_noun_phrase(rng, p_adjective)} {_choice(rng, WORDS['verb'])} {_noun_phrase(rng, p_adjective)}"
+    if rng.random() < p_preposition:
+        sentence += f" {_choice(rng, WORDS['prep'])} {_noun_phrase(rng, p_adjective)}"
     return sentence + "."
 
 
+# -- lines ---------------------------------------------------------------------------------------------------
 def make_line(task: str, rng: random.Random, difficulty: str = "mixed") -> str:
     """One sample of ``task`` (a key of TASKS), without the trailing newline."""
-    if difficulty not in LENGTHS:
-        raise ValueError(f"difficulty must be one of {', '.join(LENGTHS)}, got {difficulty!r}")
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
     if task == "t":
-        return "t " + _sentence(rng)
+        return "t " + _sentence(rng, difficulty)
     if task == "a":
         x, y = _number(rng, *DIGITS[difficulty]), _number(rng, *DIGITS[difficulty])
         return f"a {x}+{y}>{x + y}"
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; tasks are {', '.join(TASKS)}")
-    low, high = LENGTHS[difficulty]
-    word = "".join(rng.choice(LETTERS) for _ in range(rng.randint(low, high)))
+    word = "".join(_choice(rng, LETTERS) for _ in range(_between(rng, *LENGTHS[difficulty])))
     answer = {"c": word, "r": word[::-1], "s": "".join(sorted(word))}[task]
     return f"{task} {word}>{answer}"
 
 
 def make_lines(n: int, seed: int, tasks: Sequence[str] | None = None, difficulty: str = "mixed") -> list[str]:
-    """``n`` samples, tasks drawn uniformly from ``tasks`` (default: all), deterministic in ``seed``."""
+    """``n`` samples, each of a task drawn uniformly from ``tasks`` (default: all; "crs" means copy, reverse
+    and sort), deterministic in ``seed``."""
     rng = random.Random(seed)
     tasks = list(tasks or TASKS)
-    return [make_line(rng.choice(tasks), rng, difficulty) for _ in range(n)]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}; tasks are {', '.join(TASKS)}")
+    return [make_line(_choice(rng, tasks), rng, difficulty) for _ in range(n)]
 
 
 def task_of(line: str) -> str:
+    """The task tag of a line ("c", "r", "s", "a" or "t"; see TASKS)."""
     return line[:1]
 
 
 def answer_span(line: str) -> tuple[int, int]:
-    """Character positions [start, end) of the answer (after ``>``); empty for the text task."""
+    """Character positions [start, end) of the answer, after ``>`` (a trailing newline excluded); an empty
+    span at the end of the line for the text task, which has no answer."""
+    end = len(line.rstrip("\n"))
     if ">" not in line:
-        return (len(line), len(line))
-    start = line.index(">") + 1
-    return (start, len(line.rstrip("\n")))
+        return (end, end)
+    return (line.index(">") + 1, end)
+
+
+def correct_answer(question: str) -> str:
+    """The answer to a question: a line up to and including ``>`` (the tag, a space, the input, ``>``)."""
+    task, _, given = question.rstrip(">").partition(" ")
+    if task in ("c", "r", "s"):
+        return {"c": given, "r": given[::-1], "s": "".join(sorted(given))}[task]
+    left, plus, right = given.partition("+")
+    if task == "a" and plus and left.isdigit() and right.isdigit():
+        return str(int(left) + int(right))
+    raise ValueError(f"{question!r} is not a question of the copy, reverse, sort or add task")
 
 
 def check_answer(line: str) -> bool:
-    """Is the answer of a completed line right? (Used to score generated samples.)"""
-    if ">" not in line:
+    """Is the answer of a completed line right? False for a line without ``>`` or with a malformed question."""
+    question, arrow, answer = line.rstrip("\n").partition(">")
+    if not arrow:
         return False
-    prompt, answer = line.split(">", 1)
-    task, _, given = prompt.partition(" ")
-    expected = {"c": lambda w: w, "r": lambda w: w[::-1], "s": lambda w: "".join(sorted(w))}
-    if task in expected:
-        return answer == expected[task](given)
-    if task == "a":
-        left, _, right = given.partition("+")
-        return left.isdigit() and right.isdigit() and answer == str(int(left) + int(right))
-    return False
+    try:
+        return answer == correct_answer(question)
+    except ValueError:
+        return False
 
 
+# -- token streams and batches ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Split:
-    """A token stream of one split, and deterministic batches of it."""
+    """A token stream (the lines joined by newlines) and deterministic batches of it."""
     tokens: torch.Tensor   # 1-D, int64
 
-    def batch(self, batch_size: int, block_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        starts = torch.randint(0, len(self.tokens) - block_size - 1, (batch_size,), generator=generator)
-        x = torch.stack([self.tokens[s:s + block_size] for s in starts.tolist()])
-        y = torch.stack([self.tokens[s + 1:s + block_size + 1] for s in starts.tolist()])
+    def _windows(self, starts: list[int], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.stack([self.tokens[s:s + block_size] for s in starts])
+        y = torch.stack([self.tokens[s + 1:s + block_size + 1] for s in starts])
         return x, y
+
+    def batch(self, batch_size: int, block_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows at random offsets: inputs x (batch_size, block_size) and targets y, x shifted by one."""
+        starts = torch.randint(0, len(self.tokens) - block_size, (batch_size,), generator=generator)
+        return self._windows(starts.tolist(), block_size)
 
     def fixed_batches(self, n_batches: int, batch_size: int, block_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Evenly spaced windows: the same evaluation data on every machine and every call."""
         count = n_batches * batch_size
         stride = (len(self.tokens) - block_size - 1) // count
+        if stride < 1:
+            raise ValueError(f"a stream of {len(self.tokens)} tokens is too short for {count} windows of "
+                             f"{block_size + 1} tokens")
         starts = [i * stride for i in range(count)]
-        out = []
-        for b in range(n_batches):
-            chunk = starts[b * batch_size:(b + 1) * batch_size]
-            out.append((torch.stack([self.tokens[s:s + block_size] for s in chunk]),
-                        torch.stack([self.tokens[s + 1:s + block_size + 1] for s in chunk])))
-        return out
+        return [self._windows(starts[b * batch_size:(b + 1) * batch_size], block_size) for b in range(n_batches)]
 
 
 TRAIN_SEED, VALIDATION_SEED = 1234, 5678
+SPLITS = {"train": (TRAIN_SEED, 60_000), "validation": (VALIDATION_SEED, 4_000)}  # seed, lines
+
+
+def stream(lines: Sequence[str]) -> Split:
+    """Lines as one token stream, each ended by a newline."""
+    return Split(torch.tensor(TOKENIZER.encode("".join(line + "\n" for line in lines)), dtype=torch.long))
 
 
 def split(name: str, n_lines: int | None = None) -> Split:
-    """The training or validation stream ("train": 60,000 lines; "validation": 4,000 lines)."""
-    seeds = {"train": (TRAIN_SEED, 60_000), "validation": (VALIDATION_SEED, 4_000)}
-    if name not in seeds:
+    """The training or validation stream (60,000 and 4,000 lines of the training mix, different seeds)."""
+    if name not in SPLITS:
         raise ValueError(f"split must be 'train' or 'validation', got {name!r}")
-    seed, default_n = seeds[name]
-    text = "\n".join(make_lines(n_lines or default_n, seed)) + "\n"
-    return Split(torch.tensor(TOKENIZER.encode(text), dtype=torch.long))
+    seed, default_lines = SPLITS[name]
+    return stream(make_lines(n_lines or default_lines, seed))

@@ -1,5 +1,6 @@
-"""A small, reproducible training loop: AdamW, warmup then cosine learning rate, gradient clipping,
-fixed seeds, a tqdm progress bar and periodic validation."""
+"""A small, reproducible training loop (AdamW, warmup then cosine learning rate, gradient clipping, fixed
+seeds, a tqdm progress bar, periodic validation) and the measures of a trained model: validation loss on fixed
+batches, loss on the answers alone, and exact-match accuracy of greedy answers."""
 from __future__ import annotations
 
 import math
@@ -8,9 +9,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .corpus import Split
+from .corpus import TOKENIZER, Split, answer_span
 
 
 @dataclass
@@ -73,3 +75,45 @@ def train(model: torch.nn.Module, data: Split, val_batches: list[tuple[torch.Ten
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
+
+
+def _by_answer_span(lines: list[str]) -> dict[tuple[int, int], list[str]]:
+    """Lines grouped so that each group can run as one batch: same question length, same answer length."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for line in lines:
+        span = answer_span(line)
+        if span[0] == span[1]:
+            raise ValueError(f"line {line!r} has no answer to score (no '>')")
+        groups.setdefault(span, []).append(line)
+    return groups
+
+
+@torch.no_grad()
+def answer_loss(model: torch.nn.Module, lines: list[str]) -> float:
+    """Mean cross-entropy (nats per character) of the answers of ``lines`` (what follows ``>``, and the
+    newline that ends it), each line scored after a newline as in the training stream. The question's
+    characters are random, so they are not scored: this is the loss of the part a model can get right."""
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    for (start, end), group in _by_answer_span(lines).items():
+        ids = torch.tensor([TOKENIZER.encode("\n" + line + "\n") for line in group])
+        logits, _ = model(ids[:, :-1])
+        # ids[:, i + 1] is character i of the line: the answer and its newline are ids[:, start+1 : end+2].
+        losses = F.cross_entropy(logits[:, start:end + 1].transpose(1, 2), ids[:, start + 1:end + 2],
+                                 reduction="sum")
+        total += losses.item()
+        count += len(group) * (end + 1 - start)
+    model.train(was_training)
+    return total / count
+
+
+def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
+    """Fraction of ``lines`` whose answer the model gets exactly right: greedy decoding after the ``>`` must
+    give the answer and then the newline that ends it. Questions of equal length are answered as one batch."""
+    right = 0
+    for (start, end), group in _by_answer_span(lines).items():
+        prompts = torch.tensor([TOKENIZER.encode("\n" + line[:start]) for line in group])
+        answers = model.generate(prompts, end - start + 1)[:, prompts.shape[1]:].tolist()
+        right += sum(TOKENIZER.decode(a) == line[start:end] + "\n" for line, a in zip(group, answers))
+    return right / len(lines)

@@ -2,8 +2,10 @@
 
     python scripts/train_tiny_models.py tiny-gpt
 
-Deterministic on a given machine (fixed seeds, the synthetic corpus of lessonlib.corpus). The JSON report
-records the validation loss that tests/test_checkpoints.py checks the shipped checkpoint still reaches.
+Deterministic on a given machine (fixed seeds, the synthetic corpus of lessonlib.corpus): a re-run writes the
+same weights and the same numbers. The JSON report (also stored inside the .pt) records what
+tests/test_checkpoints.py checks the shipped checkpoint still reaches: the loss on the fixed validation
+batches, and per task the loss and the exact-match accuracy of the answers.
 """
 from __future__ import annotations
 
@@ -16,10 +18,11 @@ import torch
 
 from lessonlib import corpus
 from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, load_checkpoint, save_checkpoint
-from lessonlib.training import evaluate, train
+from lessonlib.training import answer_loss, evaluate, exact_match, train
 
 OUT = Path(__file__).resolve().parents[1] / "lessonlib" / "data" / "checkpoints"
 VALIDATION = dict(n_batches=8, batch_size=16, block_size=256)   # the fixed validation batches
+TASK_LINES, TASK_SEED = 200, corpus.VALIDATION_SEED + 1         # per-task scoring: fixed lines per task
 
 MODELS = {
     "tiny-gpt": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=256),
@@ -31,15 +34,22 @@ def validation_batches():
     return corpus.split("validation").fixed_batches(**VALIDATION)
 
 
-def per_task_loss(model: TinyGPT) -> dict[str, float]:
-    """Validation loss on lines of one task at a time (a fixed 400-line stream per task)."""
-    out = {}
-    for task in corpus.TASKS:
-        text = "\n".join(corpus.make_lines(400, corpus.VALIDATION_SEED + 1, tasks=[task])) + "\n"
-        tokens = torch.tensor(corpus.TOKENIZER.encode(text))
-        batches = corpus.Split(tokens).fixed_batches(2, 8, 256)
-        out[corpus.TASKS[task]] = round(evaluate(model, batches), 4)
-    return out
+def task_lines(task: str, difficulty: str = "mixed") -> list[str]:
+    return corpus.make_lines(TASK_LINES, TASK_SEED, tasks=[task], difficulty=difficulty)
+
+
+def per_task_scores(model: TinyGPT) -> dict:
+    """Per task: loss on whole lines (questions are random letters, so this stays high), loss on the answers
+    alone, and exact-match accuracy at each difficulty (the text task has no answer to score)."""
+    line_loss, answers, accuracy = {}, {}, {}
+    for task, name in corpus.TASKS.items():
+        batches = corpus.stream(task_lines(task)).fixed_batches(2, 8, 256)
+        line_loss[name] = round(evaluate(model, batches), 4)
+        if task != "t":
+            answers[name] = round(answer_loss(model, task_lines(task)), 4)
+            accuracy[name] = {level: exact_match(model, task_lines(task, level)) for level in ("easy", "mixed", "hard")}
+    return {"validation_loss_per_task": line_loss, "answer_loss_per_task": answers,
+            "exact_match_per_task": accuracy}
 
 
 def train_model(name: str) -> dict:
@@ -50,16 +60,16 @@ def train_model(name: str) -> dict:
     report = {
         "name": name, "config": spec["config"], "training": spec["train"], "n_params": model.n_params(),
         "train_seconds": round(history.seconds, 1), "final_train_loss": round(history.train_loss[-1], 4),
-        "validation": VALIDATION, "val_curve": list(zip(history.val_steps, history.val_loss)),
-        "torch": str(torch.__version__), "machine": platform.machine(),
+        "validation": VALIDATION, "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss)],
+        "torch": str(torch.__version__), "machine": platform.machine(), "threads": torch.get_num_threads(),
     }
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / f"{name}.pt"
     save_checkpoint(model, path, report)
-    # What ships is the fp16 checkpoint: measure the loss of exactly that, as a learner will load it.
+    # What ships is the fp16 checkpoint: measure exactly that, as a learner will load it.
     shipped, _ = load_checkpoint(path)
     report["validation_loss"] = evaluate(shipped, validation_batches())
-    report["validation_loss_per_task"] = per_task_loss(shipped)
+    report.update(per_task_scores(shipped))
     save_checkpoint(shipped, path, report)
     (OUT / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -71,3 +81,4 @@ if __name__ == "__main__":
     for name in parser.parse_args().names:
         report = train_model(name)
         print(json.dumps({k: report[k] for k in ("name", "n_params", "train_seconds", "validation_loss")}))
+        print(json.dumps(report["exact_match_per_task"]))

@@ -4,9 +4,7 @@ import pytest
 import torch
 
 from lessonlib.costs import ModelSpec
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, hf_gpt2_state_dict
-
-torch.manual_seed(0)
+from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, hf_gpt2_state_dict, load_checkpoint, save_checkpoint
 
 
 def make(**changes):
@@ -16,22 +14,27 @@ def make(**changes):
 
 
 PROMPTS = torch.randint(0, 41, (3, 7), generator=torch.Generator().manual_seed(1))
+VARIANTS = {"multi-head": {}, "grouped-query": {"n_kv_head": 2}, "multi-query": {"n_kv_head": 1},
+            "no biases": {"bias": False}}
 
 
-@pytest.mark.parametrize("kv_heads", [4, 2, 1])
-def test_cached_and_uncached_greedy_generation_are_identical(kv_heads):
-    model = make(n_kv_head=kv_heads)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_and_uncached_greedy_generation_are_identical(variant):
+    model = make(**VARIANTS[variant])
     assert torch.equal(model.generate(PROMPTS, 30), model.generate(PROMPTS, 30, use_cache=False))
 
 
-def test_cached_decode_logits_equal_full_forward_logits():
-    model = make()
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_cached_decode_logits_equal_full_forward_logits(variant):
+    # Tolerance 1e-5: the same arithmetic, only the summation order of the matrix products may differ.
+    model = make(**VARIANTS[variant])
     tokens = model.generate(PROMPTS, 20)
     with torch.inference_mode():
         full, _ = model(tokens)
         cache = model.new_cache(3, tokens.shape[1])
         step_logits = [model.prefill(tokens[:, :7], cache)]
         step_logits += [model.decode_step(tokens[:, t], cache) for t in range(7, tokens.shape[1] - 1)]
+    assert cache.length == tokens.shape[1] - 1
     torch.testing.assert_close(torch.stack(step_logits, 1), full[:, 6:-1], atol=1e-5, rtol=1e-5)
 
 
@@ -47,36 +50,88 @@ def test_attention_is_causal():
     a, b = PROMPTS.clone(), PROMPTS.clone()
     b[:, -1] = (b[:, -1] + 1) % 41
     with torch.inference_mode():
-        torch.testing.assert_close(model(a)[0][:, :-1], model(b)[0][:, :-1])
+        logits_a, logits_b = model(a)[0], model(b)[0]
+    torch.testing.assert_close(logits_a[:, :-1], logits_b[:, :-1])
+    assert not torch.allclose(logits_a[:, -1], logits_b[:, -1])
 
 
 def test_fewer_kv_heads_mean_a_smaller_cache():
     sizes = {h: make(n_kv_head=h).new_cache(2, 64).nbytes() for h in (4, 2, 1)}
-    assert sizes[4] == 2 * sizes[2] == 4 * sizes[1]
+    assert sizes[4] == 2 * sizes[2] == 4 * sizes[1] == 2 * 2 * 2 * 64 * 32 * 4  # K and V, layers, batch, ...
+
+
+def test_sampling_is_reproducible_and_top_k_1_is_greedy():
+    model = make()
+    draw = lambda seed: model.generate(PROMPTS, 10, temperature=1.0, generator=torch.Generator().manual_seed(seed))
+    assert torch.equal(draw(0), draw(0)) and not torch.equal(draw(0), draw(1))
+    assert torch.equal(model.generate(PROMPTS, 10, temperature=0.7, top_k=1), model.generate(PROMPTS, 10))
+
+
+def test_generate_edge_cases():
+    model = make()
+    assert torch.equal(model.generate(PROMPTS, 0), PROMPTS)
+    assert model.generate(PROMPTS, 1).shape == (3, 8)
+    assert model.generate(PROMPTS[:, :1], 63).shape == (3, 64)  # exactly block_size
+    with pytest.raises(ValueError, match=r"idx must be \(batch, steps\)"):
+        model.generate(PROMPTS[0], 5)
 
 
 def test_too_long_generation_and_full_cache_fail_clearly():
     model = make()
     with pytest.raises(ValueError, match="exceeds block_size 64"):
         model.generate(PROMPTS, 60)
+    with pytest.raises(ValueError, match="longer than block_size 64"):
+        model(torch.zeros(1, 65, dtype=torch.long))
+    with pytest.raises(ValueError, match="cache of 65 positions is longer than block_size 64"):
+        model.new_cache(1, 65)
     cache = model.new_cache(3, 8)
     with torch.inference_mode():
         model.prefill(PROMPTS, cache)
+        with pytest.raises(ValueError, match="expects an empty cache"):
+            model.prefill(PROMPTS, cache)
         model.decode_step(PROMPTS[:, 0], cache)
         with pytest.raises(ValueError, match="cache is full"):
             model.decode_step(PROMPTS[:, 0], cache)
 
 
+def test_a_replaced_module_is_refused_by_the_cached_path_but_runs_uncached():
+    model = make()
+    model.h[1].mlp = torch.nn.Identity()
+    with pytest.raises(TypeError, match="block 1 has Identity as its mlp"):
+        model.generate(PROMPTS, 3)
+    assert model.generate(PROMPTS, 3, use_cache=False).shape == (3, 10)
+
+
+def test_dropout_acts_in_training_mode_only():
+    model = make(dropout=0.5).train()
+    assert not torch.equal(model(PROMPTS)[0], model(PROMPTS)[0])
+    model.eval()
+    assert torch.equal(model(PROMPTS)[0], model(PROMPTS)[0])
+
+
 def test_bad_configs_fail_clearly():
     with pytest.raises(ValueError, match="multiple of n_kv_head"):
         TinyGPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=4, n_embd=16, n_kv_head=3)
+    with pytest.raises(ValueError, match="divisible by n_head"):
+        TinyGPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=3, n_embd=16)
     with pytest.raises(ValueError, match="GPT-2 has no grouped-query attention"):
         make(n_kv_head=2).config.to_hf_config()
 
 
-def test_parameter_count_matches_the_cost_model():
-    model = make(n_layer=3, n_embd=64)
-    assert ModelSpec.from_hf_config(model.config.to_hf_config()).n_params() == model.n_params()
+@pytest.mark.parametrize("shape", [dict(n_layer=3, n_embd=64), dict(n_layer=4, n_embd=128, block_size=256)])
+def test_parameter_count_matches_the_cost_model(shape):
+    model = make(**shape)
+    assert ModelSpec.from_hf_config(model.config.to_hf_config()).n_params() == model.n_params() \
+        == sum(p.numel() for p in model.parameters())
+
+
+def test_checkpoint_round_trip_is_fp16_exact(tmp_path):
+    model = make(n_kv_head=2)
+    save_checkpoint(model, tmp_path / "m.pt", {"note": "test"})
+    loaded, report = load_checkpoint(tmp_path / "m.pt")
+    assert report == {"note": "test"} and loaded.config == model.config and not loaded.training
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert b.dtype == torch.float32 and torch.equal(a.half().float(), b), name
 
 
 def test_weights_give_the_same_logits_in_hugging_face_gpt2():
@@ -85,5 +140,6 @@ def test_weights_give_the_same_logits_in_hugging_face_gpt2():
     hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(**model.config.to_hf_config())).eval()
     missing, unexpected = hf.load_state_dict(hf_gpt2_state_dict(model), strict=False)
     assert not unexpected and all(".attn.bias" in m or ".attn.masked_bias" in m for m in missing)
+    assert sum(p.numel() for p in hf.parameters()) == model.n_params()
     with torch.inference_mode():
         torch.testing.assert_close(hf(PROMPTS).logits, model(PROMPTS)[0], atol=1e-4, rtol=1e-4)
