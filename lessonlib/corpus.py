@@ -167,22 +167,25 @@ def check_answer(line: str) -> bool:
 
 
 # -- token streams and batches ----------------------------------------------------------------------------
+Batch = tuple[torch.Tensor, torch.Tensor]   # inputs x (batch, block) and targets y: x shifted by one
+
+
 @dataclass(frozen=True)
 class Split:
     """A token stream (the lines joined by newlines) and deterministic batches of it."""
     tokens: torch.Tensor   # 1-D, int64
 
-    def _windows(self, starts: list[int], block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _windows(self, starts: list[int], block_size: int) -> Batch:
         x = torch.stack([self.tokens[s:s + block_size] for s in starts])
         y = torch.stack([self.tokens[s + 1:s + block_size + 1] for s in starts])
         return x, y
 
-    def batch(self, batch_size: int, block_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, batch_size: int, block_size: int, generator: torch.Generator) -> Batch:
         """Windows at random offsets: inputs x (batch_size, block_size) and targets y, x shifted by one."""
         starts = torch.randint(0, len(self.tokens) - block_size, (batch_size,), generator=generator)
         return self._windows(starts.tolist(), block_size)
 
-    def fixed_batches(self, n_batches: int, batch_size: int, block_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def fixed_batches(self, n_batches: int, batch_size: int, block_size: int) -> list[Batch]:
         """Evenly spaced windows: the same evaluation data on every machine and every call."""
         count = n_batches * batch_size
         stride = (len(self.tokens) - block_size - 1) // count

@@ -12,20 +12,20 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .corpus import TOKENIZER, Split, answer_span
+from .corpus import TOKENIZER, Batch, Split, answer_span
 
 
 @dataclass
 class History:
-    steps: list[int] = field(default_factory=list)
-    train_loss: list[float] = field(default_factory=list)
-    val_steps: list[int] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    seconds: float = 0.0
+    steps: list[int] = field(default_factory=list)        # every step (0-based) ...
+    train_loss: list[float] = field(default_factory=list)  # ... and its training-batch loss
+    val_steps: list[int] = field(default_factory=list)    # steps done at each evaluation ...
+    val_loss: list[float] = field(default_factory=list)    # ... and the validation loss then
+    seconds: float = 0.0                                   # wall-clock time of the whole run
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+def evaluate(model: torch.nn.Module, batches: list[Batch]) -> float:
     """Mean cross-entropy (nats per token) over fixed batches, in eval mode."""
     was_training = model.training
     model.eval()
@@ -35,22 +35,26 @@ def evaluate(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Ten
 
 
 def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
+    """Linear warmup to ``peak`` over ``warmup`` steps, then a cosine down to a tenth of it at ``steps``."""
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(steps - warmup, 1)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))  # cosine down to 10% of the peak
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def train(model: torch.nn.Module, data: Split, val_batches: list[tuple[torch.Tensor, torch.Tensor]], *,
-          steps: int, batch_size: int = 16, block_size: int = 256, lr: float = 3e-3, warmup: int = 100,
-          weight_decay: float = 0.1, seed: int = 0, eval_every: int = 250, progress: bool = True,
+def train(model: torch.nn.Module, data: Split, val_batches: list[Batch], *, steps: int, batch_size: int = 16,
+          block_size: int = 256, lr: float = 3e-3, warmup: int = 100, weight_decay: float = 0.1,
+          grad_clip: float = 1.0, seed: int = 0, eval_every: int = 250, progress: bool = True,
           loss_fn: Callable | None = None) -> History:
-    """Train in place; returns the history. ``loss_fn(model, x, y)`` overrides the model's own loss (lesson 03
-    adds an auxiliary load-balancing term this way)."""
+    """Train ``model`` in place on random windows of ``data``; evaluate on ``val_batches`` every
+    ``eval_every`` steps and at the end; leave the model in eval mode and return the history.
+    ``seed`` fixes torch's global generator and the window sampler, so a run repeats exactly on the same
+    machine. Weight decay applies to matrices only (not biases, LayerNorms). ``loss_fn(model, x, y)``
+    replaces the model's own loss (lesson 03 adds an auxiliary load-balancing term this way)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.95))
     history = History()
@@ -64,7 +68,7 @@ def train(model: torch.nn.Module, data: Split, val_batches: list[tuple[torch.Ten
         loss = loss_fn(model, x, y) if loss_fn else model(x, y)[1]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         history.steps.append(step)
         history.train_loss.append(loss.item())

@@ -1,6 +1,7 @@
 """Train the course's tiny models and write lessonlib/data/checkpoints/<name>.pt and <name>.json.
 
-    python scripts/train_tiny_models.py tiny-gpt
+    python scripts/train_tiny_models.py tiny-gpt              # writes the shipped files
+    python scripts/train_tiny_models.py tiny-gpt --out /tmp/x  # e.g. to check a re-run reproduces them
 
 Deterministic on a given machine (fixed seeds, the synthetic corpus of lessonlib.corpus): a re-run writes the
 same weights and the same numbers. The JSON report (also stored inside the .pt) records what
@@ -52,7 +53,7 @@ def per_task_scores(model: TinyGPT) -> dict:
             "exact_match_per_task": accuracy}
 
 
-def train_model(name: str) -> dict:
+def train_model(name: str, out: Path = OUT) -> dict:
     spec = MODELS[name]
     torch.manual_seed(spec["train"]["seed"])
     model = TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, **spec["config"]))
@@ -63,22 +64,24 @@ def train_model(name: str) -> dict:
         "validation": VALIDATION, "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss)],
         "torch": str(torch.__version__), "machine": platform.machine(), "threads": torch.get_num_threads(),
     }
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.pt"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.pt"
     save_checkpoint(model, path, report)
     # What ships is the fp16 checkpoint: measure exactly that, as a learner will load it.
     shipped, _ = load_checkpoint(path)
     report["validation_loss"] = evaluate(shipped, validation_batches())
     report.update(per_task_scores(shipped))
     save_checkpoint(shipped, path, report)
-    (OUT / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", default=list(MODELS), choices=list(MODELS))
-    for name in parser.parse_args().names:
-        report = train_model(name)
+    parser.add_argument("--out", type=Path, default=OUT, help="directory for <name>.pt and <name>.json")
+    args = parser.parse_args()
+    for name in args.names:
+        report = train_model(name, args.out)
         print(json.dumps({k: report[k] for k in ("name", "n_params", "train_seconds", "validation_loss")}))
         print(json.dumps(report["exact_match_per_task"]))
