@@ -38,6 +38,22 @@ def test_cached_decode_logits_equal_full_forward_logits(variant):
     torch.testing.assert_close(torch.stack(step_logits, 1), full[:, 6:-1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("variant", ["multi-head", "multi-query"])
+def test_extending_a_cache_by_several_tokens_and_rewinding_match_the_full_forward(variant):
+    # Speculative decoding's verification pass: k new tokens on top of a cache, then rewind past rejected ones.
+    model = make(**VARIANTS[variant])
+    tokens = torch.randint(0, 41, (3, 24), generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        full, _ = model(tokens)
+        cache = model.new_cache(3, 24)
+        model.prefill(tokens[:, :5], cache)
+        drafted = model.extend(tokens[:, 5:12], cache)
+        cache.length = 9  # keep 4 of the 7, redo from position 9
+        redone = model.extend(tokens[:, 9:24], cache)
+    torch.testing.assert_close(drafted, full[:, 5:12], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(redone, full[:, 9:24], atol=1e-5, rtol=1e-5)
+
+
 def test_batch_generation_equals_one_sequence_at_a_time():
     model = make()
     batched = model.generate(PROMPTS, 15)
