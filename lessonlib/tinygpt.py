@@ -8,10 +8,11 @@ Two ways through the same weights:
 
 * ``forward`` (training, scoring, and decoding without a cache) runs the ``nn.Module`` blocks below, as
   nanoGPT does.
-* ``prefill`` / ``decode_step`` / ``extend`` (cached inference) run :func:`cached_forward`: the same arithmetic, read in
-  one place, over the weights as plain tensors. A small model's decode step on a CPU is mostly fixed costs,
-  and a module call costs about a microsecond (looking a parameter up through a module, half that):
-  skipping ~40 calls per token cuts a quarter of the step. Tests check both paths give the same logits.
+* ``prefill`` / ``decode_step`` / ``extend`` (cached inference) run :func:`cached_forward`: the same
+  arithmetic, read in one place, over the weights as plain tensors. A small model's decode step on a CPU
+  is mostly fixed costs, and a module call costs about a microsecond (looking a parameter up through a
+  module, half that): skipping ~40 calls per token cuts a quarter of the step. Tests check both paths give
+  the same logits.
 
 The cache is allocated once per request (no concatenation per token), attention is PyTorch's fused
 ``scaled_dot_product_attention``, and a decode step does no Python work beyond the layer arithmetic. Run the
