@@ -47,25 +47,33 @@ class TinyGPTConfig:
     n_kv_head: int | None = None   # None: as many KV heads as query heads
     dropout: float = 0.0
     bias: bool = True
+    n_inner: int | None = None     # MLP width; None: 4 * n_embd (structured pruning makes it narrower)
+    head_dim: int | None = None    # None: n_embd // n_head (structured pruning keeps it and drops heads)
 
     def __post_init__(self):
         if self.n_kv_head is None:
             self.n_kv_head = self.n_head
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})")
+        if self.head_dim is None:
+            if self.n_embd % self.n_head:
+                raise ValueError(f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}), "
+                                 "or give head_dim")
+            self.head_dim = self.n_embd // self.n_head
+        if self.n_inner is None:
+            self.n_inner = 4 * self.n_embd
         if self.n_head % self.n_kv_head:
             raise ValueError(f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})")
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
+        for name in ("n_layer", "n_head", "n_embd", "n_inner", "head_dim", "vocab_size", "block_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
     def to_hf_config(self) -> dict:
         """A Hugging Face GPT-2 ``config.json`` dict of the same model (multi-head attention only)."""
         if self.n_kv_head != self.n_head:
             raise ValueError("GPT-2 has no grouped-query attention: only n_kv_head == n_head maps onto it")
+        if self.head_dim * self.n_head != self.n_embd:
+            raise ValueError("GPT-2 has n_head * head_dim == n_embd: a model with pruned heads does not map onto it")
         return {"model_type": "gpt2", "vocab_size": self.vocab_size, "n_positions": self.block_size,
-                "n_embd": self.n_embd, "n_layer": self.n_layer, "n_head": self.n_head, "n_inner": None,
+                "n_embd": self.n_embd, "n_layer": self.n_layer, "n_head": self.n_head, "n_inner": self.n_inner,
                 "activation_function": "gelu_new", "tie_word_embeddings": True, "resid_pdrop": self.dropout,
                 "embd_pdrop": self.dropout, "attn_pdrop": self.dropout, "layer_norm_epsilon": 1e-5,
                 "bos_token_id": None, "eos_token_id": None}
@@ -94,7 +102,7 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
         self.c_attn = Linear(config.n_embd, (config.n_head + 2 * config.n_kv_head) * config.head_dim,
                              bias=config.bias)  # q, k and v in one product
-        self.c_proj = Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.c_proj = Linear(config.n_head * config.head_dim, config.n_embd, bias=config.bias)
         self.attn_dropout = config.dropout  # on the attention weights, inside the fused kernel
         self.resid_dropout = nn.Dropout(config.dropout)
 
@@ -110,8 +118,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config: TinyGPTConfig):
         super().__init__()
-        self.c_fc = Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.c_proj = Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.c_fc = Linear(config.n_embd, config.n_inner, bias=config.bias)
+        self.c_proj = Linear(config.n_inner, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -256,9 +264,9 @@ class LayerWeights(NamedTuple):
     attn_proj_bias: torch.Tensor
     ln_2_weight: torch.Tensor
     ln_2_bias: torch.Tensor
-    fc_weight: torch.Tensor       # (n_embd, 4 n_embd)
+    fc_weight: torch.Tensor       # (n_embd, n_inner)
     fc_bias: torch.Tensor
-    mlp_proj_weight: torch.Tensor  # (4 n_embd, n_embd)
+    mlp_proj_weight: torch.Tensor  # (n_inner, n_embd)
     mlp_proj_bias: torch.Tensor
 
     @classmethod
@@ -333,7 +341,7 @@ def cached_forward(idx: torch.Tensor, cache: KVCache, every_position: bool = Fal
         values[:, :, start:end] = v
         y = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask,
                                            is_causal=causal, enable_gqa=gqa)
-        x = x + torch.addmm(w.attn_proj_bias, y.transpose(1, 2).reshape(batch * steps, n_embd), w.attn_proj_weight)
+        x = x + torch.addmm(w.attn_proj_bias, y.transpose(1, 2).reshape(batch * steps, -1), w.attn_proj_weight)
         h = F.layer_norm(x, (n_embd,), w.ln_2_weight, w.ln_2_bias)
         h = F.gelu(torch.addmm(w.fc_bias, h, w.fc_weight), approximate="tanh")
         x = x + torch.addmm(w.mlp_proj_bias, h, w.mlp_proj_weight)

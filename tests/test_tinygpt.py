@@ -15,7 +15,8 @@ def make(**changes):
 
 PROMPTS = torch.randint(0, 41, (3, 7), generator=torch.Generator().manual_seed(1))
 VARIANTS = {"multi-head": {}, "grouped-query": {"n_kv_head": 2}, "multi-query": {"n_kv_head": 1},
-            "no biases": {"bias": False}}
+            "no biases": {"bias": False},
+            "narrow MLP, fewer wider heads": {"n_inner": 40, "n_head": 3, "n_kv_head": 3, "head_dim": 12}}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
