@@ -45,12 +45,13 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
 def train(model: torch.nn.Module, data: Split, val_batches: list[Batch], *, steps: int, batch_size: int = 16,
           block_size: int = 256, lr: float = 3e-3, warmup: int = 100, weight_decay: float = 0.1,
           grad_clip: float = 1.0, seed: int = 0, eval_every: int = 250, progress: bool = True,
-          loss_fn: Callable | None = None) -> History:
+          loss_fn: Callable | None = None, after_step: Callable | None = None) -> History:
     """Train ``model`` in place on random windows of ``data``; evaluate on ``val_batches`` every
     ``eval_every`` steps and at the end; leave the model in eval mode and return the history.
     ``seed`` fixes torch's global generator and the window sampler, so a run repeats exactly on the same
     machine. Weight decay applies to matrices only (not biases, LayerNorms). ``loss_fn(model, x, y)``
-    replaces the model's own loss (lesson 03 adds an auxiliary load-balancing term this way)."""
+    replaces the model's own loss (lesson 03 adds an auxiliary load-balancing term this way). ``after_step(step)``
+    runs after every optimizer step (pruning re-applies its masks this way, so pruned weights stay zero)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     decay = [p for p in model.parameters() if p.dim() >= 2]
@@ -70,6 +71,8 @@ def train(model: torch.nn.Module, data: Split, val_batches: list[Batch], *, step
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
+        if after_step is not None:
+            after_step(step)
         history.steps.append(step)
         history.train_loss.append(loss.item())
         if (step + 1) % eval_every == 0 or step + 1 == steps:
