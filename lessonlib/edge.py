@@ -1,0 +1,229 @@
+"""Will it run on the device? Memory, decode speed and expected quality of candidate models on an edge device.
+
+Lesson 03's simulator compares the two ways of making a model cheaper that the lesson is about:
+
+* **mixture of experts** (a :class:`~lessonlib.costs.ModelSpec` with ``n_experts > 1``): each token runs only
+  ``experts_per_token`` experts, so FLOPs and, at batch 1, bytes read per token shrink; but every expert must
+  stay in memory, because the next token may pick any of them.
+* **pruning** a dense model at a sparsity ``s`` (the fraction of the blocks' weight matrices removed):
+
+  - ``"unstructured"``: the smallest weights anywhere become zeros. Stored in a sparse format (the kept values
+    plus a bitmask of one bit per position) the weights need ``(1 - s) * b + 1/8`` bytes per parameter instead
+    of ``b``, and a kernel that streams that format reads that much less. The arithmetic stays dense (CPUs and
+    GPUs multiply dense tiles), so FLOPs do not shrink.
+  - ``"2:4"``: two of every four consecutive weights are zero (s = 0.5 always). Stored as the kept half plus a
+    2-bit index per kept value: ``b / 2 + 1/8`` bytes per parameter. GPUs with sparse tensor cores (NVIDIA
+    Ampere and later) also run the products at up to twice the rate; this simulator does not count that.
+  - ``"structured"``: whole MLP channels and key/value head groups are removed, leaving a smaller dense model
+    that saves memory, bytes read and FLOPs alike.
+
+Embeddings, norms and biases are never pruned (the same convention as ``lessonlib.pruning``).
+Decode time is the roofline of :mod:`lessonlib.roofline`: the slower of bytes moved / bandwidth and FLOPs /
+peak FLOP/s, for one decode step of ``batch_size`` sequences.
+
+    phone = hardware_preset("phone-snapdragon-8-gen-3")
+    moe = Candidate("Mixtral-8x7B", model_preset("mixtral-8x7b"))
+    pruned = prune(model_preset("mistral-7b"), "structured", 0.5)
+    for c in (moe, pruned):
+        print(assess(c, phone, "int8", memory_fraction=0.6))
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from dataclasses import dataclass, field
+
+from .costs import ModelSpec
+from .hardware import HardwareSpec
+from .roofline import KV_BYTES, WEIGHT_BYTES, PassCost, _check
+
+PRUNING_KINDS = ("unstructured", "2:4", "structured")
+KINDS = ("dense", "moe") + PRUNING_KINDS
+BITMASK_BYTES = 1 / 8          # one bit per position, kept or not
+TWO_FOUR_INDEX_BYTES = 2 / 8   # a 2-bit position (0-3) per kept value in each group of four
+
+
+def attention_weight_params(spec: ModelSpec) -> int:
+    """The q, k, v and output projection matrices of one layer (no biases)."""
+    q_out, kv_out = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
+    return spec.hidden_size * (q_out + 2 * kv_out) + q_out * spec.hidden_size
+
+
+def expert_weight_params(spec: ModelSpec) -> int:
+    """The matrices of one MLP (one expert): up (and gate, if gated) and down projections (no biases)."""
+    return (3 if spec.gated_mlp else 2) * spec.hidden_size * spec.intermediate_size
+
+
+def prunable_params(spec: ModelSpec) -> int:
+    """Parameters pruning may remove: the weight matrices of every block (all experts of an MoE)."""
+    return spec.n_layers * (attention_weight_params(spec) + spec.n_experts * expert_weight_params(spec))
+
+
+def structured_spec(spec: ModelSpec, sparsity: float) -> ModelSpec:
+    """The smaller dense model left after removing a fraction ``sparsity`` of every layer's MLP channels and
+    of its key/value head groups (each group: one KV head and the query heads that share it). Head counts
+    are whole numbers, so the attention keeps at least one group and rounds to the nearest group."""
+    _check_sparsity(sparsity)
+    group = spec.n_heads // spec.n_kv_heads
+    kv_kept = max(1, round(spec.n_kv_heads * (1 - sparsity)))
+    return dataclasses.replace(spec, name=f"{spec.name} structured {sparsity:.0%}", n_kv_heads=kv_kept,
+                               n_heads=kv_kept * group,
+                               intermediate_size=max(1, round(spec.intermediate_size * (1 - sparsity))))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A model as deployed: its shape, and how its weights are stored (see the module docstring)."""
+    label: str
+    spec: ModelSpec
+    kind: str = ""              # "" : "moe" if the spec has experts, else "dense"
+    sparsity: float = 0.0       # fraction of the prunable weights removed (structured: of the original model's)
+
+    def __post_init__(self):
+        if not self.kind:
+            object.__setattr__(self, "kind", "moe" if self.spec.n_experts > 1 else "dense")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        _check_sparsity(self.sparsity)
+        if self.kind == "2:4" and self.sparsity != 0.5:
+            raise ValueError("2:4 pruning removes exactly half of the weights: use sparsity=0.5")
+        if self.kind in ("dense", "moe") and self.sparsity:
+            raise ValueError(f"a {self.kind} candidate has no sparsity; use prune() for a pruned one")
+
+    @property
+    def zeros_fraction(self) -> float:
+        """Fraction of the spec's prunable weights that are zeros in a sparse format. A structured candidate's
+        spec is already the smaller model, with no zeros left."""
+        return self.sparsity if self.kind in ("unstructured", "2:4") else 0.0
+
+    def _bytes_per_pruned_param(self, bytes_per_param: float) -> float:
+        """Stored bytes per prunable parameter of the original matrices."""
+        if self.kind == "unstructured":
+            return (1 - self.zeros_fraction) * bytes_per_param + BITMASK_BYTES
+        if self.kind == "2:4":
+            return 0.5 * bytes_per_param + 0.5 * TWO_FOUR_INDEX_BYTES
+        return bytes_per_param
+
+    def n_params(self) -> int:
+        """Parameters kept in memory (zeros of a sparse format are not kept)."""
+        return self.spec.n_params() - round(self.zeros_fraction * prunable_params(self.spec))
+
+    def n_active_params(self) -> int:
+        """Parameters one token multiplies by (nonzero ones; MoE: only the chosen experts)."""
+        spec = self.spec
+        active_prunable = spec.n_layers * (attention_weight_params(spec)
+                                           + spec.experts_per_token * expert_weight_params(spec))
+        return spec.n_active_params() - round(self.zeros_fraction * active_prunable)
+
+    def weight_bytes(self, precision: str) -> float:
+        """Bytes the stored weights take in memory."""
+        b = WEIGHT_BYTES[precision]
+        prunable = prunable_params(self.spec)
+        return (self.spec.n_params() - prunable) * b + prunable * self._bytes_per_pruned_param(b)
+
+    def weight_bytes_read(self, n_tokens: int, precision: str) -> float:
+        """Weight bytes one forward pass over ``n_tokens`` tokens streams: the spec's count (MoE: only the
+        experts the tokens pick), with the pruned matrices at their stored size."""
+        b = WEIGHT_BYTES[precision]
+        spec = self.spec
+        touched = spec.expected_experts_touched(n_tokens) if spec.n_experts > 1 else 1
+        read_prunable = spec.n_layers * (attention_weight_params(spec) + touched * expert_weight_params(spec))
+        return spec.weight_bytes_read(n_tokens, b) - read_prunable * (b - self._bytes_per_pruned_param(b))
+
+    def flops_per_token(self, context_len: int) -> float:
+        """Unstructured and 2:4 zeros are still multiplied by dense kernels: no saving counted."""
+        return self.spec.flops_per_token(context_len)
+
+
+def prune(spec: ModelSpec, kind: str, sparsity: float, label: str | None = None) -> Candidate:
+    """``spec`` pruned: ``kind`` one of "unstructured", "2:4" (sparsity must be 0.5), "structured"."""
+    if kind not in PRUNING_KINDS:
+        raise ValueError(f"pruning kind must be one of {', '.join(PRUNING_KINDS)}, got {kind!r}")
+    label = label or f"{spec.name} pruned {kind} {sparsity:.0%}"
+    if kind == "structured":
+        return Candidate(label, structured_spec(spec, sparsity), "structured", sparsity)
+    return Candidate(label, spec, kind, sparsity)
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """One candidate on one device: does it fit, how fast does it decode."""
+    candidate: Candidate
+    device: HardwareSpec
+    budget_bytes: float                 # memory the device leaves for the model
+    memory: dict[str, float]            # weights, KV cache
+    step: PassCost                      # one decode step (roofline)
+
+    @property
+    def memory_needed(self) -> float:
+        return sum(self.memory.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.memory_needed <= self.budget_bytes
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.step.seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.step.tokens_per_second
+
+    def __str__(self) -> str:
+        verdict = "fits" if self.fits else "does NOT fit"
+        return (f"{self.candidate.label} on {self.device.label}: needs {self.memory_needed / 1e9:.2f} GB of "
+                f"{self.budget_bytes / 1e9:.2f} GB ({verdict}); decode {self.seconds_per_step * 1e3:.1f} ms/step "
+                f"({self.step.bound}-bound)")
+
+
+def assess(candidate: Candidate, device: HardwareSpec, precision: str = "int8", context_len: int = 2048,
+           batch_size: int = 1, memory_fraction: float = 1.0) -> Assessment:
+    """Memory needed (weights + KV cache of ``batch_size`` sequences of ``context_len`` tokens) against the
+    ``memory_fraction`` of the device's memory left for the model, and one decode step's roofline time."""
+    _check(precision, context_len=context_len, batch_size=batch_size)
+    if not 0 < memory_fraction <= 1:
+        raise ValueError(f"memory_fraction is the share of the device's memory the model may use, in (0, 1]; "
+                         f"got {memory_fraction!r}")
+    spec = candidate.spec
+    memory = {"weights": candidate.weight_bytes(precision),
+              "KV cache": spec.kv_cache_bytes(context_len, batch_size, KV_BYTES[precision])}
+    step = PassCost(phase="decode", model=spec, hardware=device, precision=precision, context_len=context_len,
+                    batch_size=batch_size, weight_bytes_read=candidate.weight_bytes_read(batch_size, precision),
+                    kv_bytes_read=spec.kv_cache_bytes(context_len + 1, batch_size, KV_BYTES[precision]),
+                    flops=batch_size * candidate.flops_per_token(context_len), memory=memory)
+    return Assessment(candidate, device, memory_fraction * device.memory_bytes, memory, step)
+
+
+@dataclass
+class QualityCurve:
+    """Measured quality of the course's tiny models: validation loss of the dense model, of the MoE model,
+    and of the dense model pruned by each kind at the sparsities measured. ``change`` interpolates the
+    relative loss change linearly between measured sparsities and says None outside them."""
+    dense_loss: float
+    moe_loss: float | None = None
+    pruned: dict[str, list[tuple[float, float]]] = field(default_factory=dict)   # kind -> [(sparsity, loss)]
+
+    def loss(self, kind: str, sparsity: float = 0.0) -> float | None:
+        if kind == "dense" or (kind in PRUNING_KINDS and sparsity == 0):
+            return self.dense_loss
+        if kind == "moe":
+            return self.moe_loss
+        points = sorted({0.0: self.dense_loss, **dict(self.pruned.get(kind, []))}.items())
+        if not points or not points[0][0] <= sparsity <= points[-1][0]:
+            return None
+        i = bisect.bisect_left([s for s, _ in points], sparsity)
+        if points[i][0] == sparsity:
+            return points[i][1]
+        (s0, l0), (s1, l1) = points[i - 1], points[i]
+        return l0 + (l1 - l0) * (sparsity - s0) / (s1 - s0)
+
+    def change(self, kind: str, sparsity: float = 0.0) -> float | None:
+        """Relative change of validation loss against the dense model (0.05 = 5% higher loss)."""
+        loss = self.loss(kind, sparsity)
+        return None if loss is None else loss / self.dense_loss - 1
+
+
+def _check_sparsity(sparsity: float) -> None:
+    if not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
+        raise ValueError(f"sparsity is the fraction of weights removed, in [0, 1); got {sparsity!r}")

@@ -1,0 +1,156 @@
+"""lessonlib.edge and its dashboard: memory, bytes read and FLOPs of MoE and pruned candidates, the fit
+against a device budget, the quality curve, and a fast, never-crashing dashboard callback."""
+import itertools
+import time
+
+import pytest
+
+from lessonlib.costs import ModelSpec, model_preset
+from lessonlib.dashboards.edge_device import candidates, edge_dashboard, edge_report
+from lessonlib.edge import (Candidate, QualityCurve, assess, attention_weight_params, expert_weight_params, prune,
+                            prunable_params, structured_spec)
+from lessonlib.hardware import hardware_preset
+
+PHONE = hardware_preset("phone-snapdragon-8-gen-3")
+MIXTRAL, MISTRAL = model_preset("mixtral-8x7b"), model_preset("mistral-7b")
+
+
+def test_prunable_params_are_the_block_matrices():
+    # Mistral: 32 layers, hidden 4096, 32 heads / 8 KV heads of 128, SwiGLU MLP of 14336.
+    attention = 4096 * (4096 + 2 * 1024) + 4096 * 4096
+    mlp = 3 * 4096 * 14336
+    assert attention_weight_params(MISTRAL) == attention and expert_weight_params(MISTRAL) == mlp
+    assert prunable_params(MISTRAL) == 32 * (attention + mlp)
+    assert prunable_params(MIXTRAL) == 32 * (attention + 8 * mlp)
+
+
+def test_an_moe_keeps_every_expert_in_memory_but_reads_only_the_chosen_ones_at_batch_1():
+    moe = Candidate("Mixtral", MIXTRAL)
+    assert moe.kind == "moe"
+    assert moe.weight_bytes("bf16") == MIXTRAL.n_params() * 2
+    assert moe.n_active_params() == MIXTRAL.n_active_params() < MIXTRAL.n_params() / 3
+    one, many = moe.weight_bytes_read(1, "bf16"), moe.weight_bytes_read(64, "bf16")
+    assert one == pytest.approx(MIXTRAL.matmul_params_per_token() * 2)
+    # 64 tokens almost surely touch all 8 experts of every layer: nearly the whole model is read.
+    assert many > 0.99 * (MIXTRAL.n_params() - MIXTRAL.embedding_params() + MIXTRAL.lm_head_matmul_params()) * 2
+
+
+def test_structured_pruning_gives_a_smaller_dense_model_with_fewer_flops():
+    half = structured_spec(MISTRAL, 0.5)
+    assert (half.n_kv_heads, half.n_heads, half.intermediate_size) == (4, 16, 7168)
+    # The same shape parsed from a config gives the same counts.
+    config = {"model_type": "mistral", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 16,
+              "num_key_value_heads": 4, "head_dim": 128, "intermediate_size": 7168, "vocab_size": 32000}
+    assert half.n_params() == ModelSpec.from_hf_config(config).n_params()
+    pruned = prune(MISTRAL, "structured", 0.5)
+    assert pruned.n_params() == half.n_params()
+    assert pruned.flops_per_token(1000) < 0.55 * MISTRAL.flops_per_token(1000)
+    assert pruned.weight_bytes("int8") == half.n_params()
+
+
+def test_a_structured_cut_keeps_at_least_one_head_group():
+    nearly_all = structured_spec(MISTRAL, 0.99)
+    assert nearly_all.n_kv_heads == 1 and nearly_all.n_heads == 4
+
+
+def test_unstructured_zeros_shrink_memory_and_bytes_read_but_not_flops():
+    s = 0.75
+    pruned = prune(MISTRAL, "unstructured", s)
+    prunable = prunable_params(MISTRAL)
+    dense_rest = MISTRAL.n_params() - prunable
+    # bf16: each kept value 2 bytes, plus one bit of bitmask per original position.
+    assert pruned.weight_bytes("bf16") == pytest.approx(dense_rest * 2 + prunable * ((1 - s) * 2 + 1 / 8))
+    assert pruned.flops_per_token(500) == MISTRAL.flops_per_token(500)
+    assert pruned.weight_bytes_read(1, "bf16") < 0.4 * MISTRAL.weight_bytes_read(1, 2)
+    assert pruned.n_params() == MISTRAL.n_params() - round(s * prunable)
+
+
+def test_a_sparse_format_costs_more_than_dense_at_low_sparsity():
+    # At 5% zeros, the bitmask (1/8 byte per position) outweighs the saved values in int8 (1 byte each).
+    assert prune(MISTRAL, "unstructured", 0.05).weight_bytes("int8") > Candidate("m", MISTRAL).weight_bytes("int8")
+
+
+def test_two_four_stores_half_the_values_and_a_two_bit_index_each():
+    pruned = prune(MISTRAL, "2:4", 0.5)
+    prunable = prunable_params(MISTRAL)
+    assert pruned.weight_bytes("bf16") == pytest.approx((MISTRAL.n_params() - prunable) * 2 + prunable * 1.125)
+    with pytest.raises(ValueError, match="half"):
+        prune(MISTRAL, "2:4", 0.6)
+
+
+def test_assess_compares_weights_and_kv_cache_with_the_budget():
+    dense = assess(Candidate("Mistral", MISTRAL), PHONE, "int8", context_len=2048, memory_fraction=1.0)
+    assert dense.memory["weights"] == MISTRAL.n_params()
+    assert dense.memory["KV cache"] == MISTRAL.kv_cache_bytes(2048, 1, 2)
+    assert dense.fits  # 7.5 GB on an 8 GB phone, if the model may use all of it
+    assert not assess(Candidate("Mistral", MISTRAL), PHONE, "int8", 2048, memory_fraction=0.6).fits
+    assert not assess(Candidate("Mixtral", MIXTRAL), PHONE, "int8", 2048, memory_fraction=1.0).fits
+    # Batch-1 decode on the phone is memory-bound; Mixtral reads its 13B active parameters per token.
+    moe = assess(Candidate("Mixtral", MIXTRAL), PHONE, "int8")
+    assert moe.step.bound == "memory"
+    assert moe.seconds_per_step == pytest.approx(moe.step.t_memory)
+    assert moe.seconds_per_step > dense.seconds_per_step
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(memory_fraction=0), "memory_fraction"), (dict(memory_fraction=1.5), "memory_fraction"),
+    (dict(precision="fp8"), "precision"), (dict(batch_size=0), "batch_size"), (dict(context_len=-1), "context_len")])
+def test_impossible_settings_fail_clearly(bad, message):
+    with pytest.raises(ValueError, match=message):
+        assess(Candidate("Mistral", MISTRAL), PHONE, **bad)
+
+
+def test_bad_candidates_fail_clearly():
+    with pytest.raises(ValueError, match="sparsity"):
+        prune(MISTRAL, "unstructured", 1.0)
+    with pytest.raises(ValueError, match="pruning kind"):
+        prune(MISTRAL, "random", 0.5)
+    with pytest.raises(ValueError, match="kind must be"):
+        Candidate("x", MISTRAL, "sparse")
+    with pytest.raises(ValueError, match="prune"):
+        Candidate("x", MISTRAL, "dense", 0.5)
+
+
+def test_quality_curve_interpolates_between_measured_sparsities_and_refuses_to_extrapolate():
+    curve = QualityCurve(dense_loss=1.0, moe_loss=0.98, pruned={"unstructured": [(0.5, 1.1), (0.9, 1.5)]})
+    assert curve.change("dense") == 0 and curve.change("unstructured", 0.0) == 0
+    assert curve.change("unstructured", 0.25) == pytest.approx(0.05)   # between (0, 1.0) and (0.5, 1.1)
+    assert curve.change("unstructured", 0.7) == pytest.approx(0.3)
+    assert curve.change("moe") == pytest.approx(-0.02)
+    assert curve.change("unstructured", 0.95) is None and curve.change("structured", 0.5) is None
+
+
+TINY = ModelSpec.from_hf_config({"model_type": "gpt2", "vocab_size": 41, "n_positions": 256, "n_embd": 128,
+                                 "n_layer": 4, "n_head": 4})
+
+
+def test_dashboard_rows_are_the_moe_the_dense_model_its_pruned_version_and_the_tiny_models():
+    rows = candidates("mistral-7b", "mixtral-8x7b", "2:4", 0.8, tiny_dense=TINY)
+    assert [r.kind for r in rows] == ["moe", "dense", "2:4", "dense", "2:4"]
+    assert rows[2].sparsity == 0.5  # 2:4 ignores the slider
+
+
+def test_dashboard_callback_never_raises_and_is_fast():
+    quality = QualityCurve(1.14, 1.13, {"structured": [(0.5, 1.3)]})
+    settings = itertools.product(["phone-snapdragon-8-gen-3", "raspberry-pi-5", "this-machine"], [0.05, 1.0],
+                                 ["fp32", "int8"], ["unstructured", "2:4", "structured"], [0.0, 0.9],
+                                 [1, 131072], [1, 1024])
+    times = []
+    for device, fraction, precision, kind, sparsity, context, batch in settings:
+        start = time.perf_counter()
+        page = edge_report(device, fraction, precision, "mistral-7b", "mixtral-8x7b", kind, sparsity, context, batch,
+                           tiny_dense=TINY, quality=quality)
+        times.append(time.perf_counter() - start)
+        assert "Mixtral" in page and "tiny-gpt" in page
+    times.sort()
+    assert times[int(0.95 * len(times))] < 0.05
+    assert "Cannot assess" in edge_report(memory_fraction=0) and "Cannot assess" in edge_report(kind="magic")
+
+
+def test_dashboard_widget_updates_its_report_when_a_slider_moves():
+    widget = edge_dashboard(tiny_dense=TINY)
+    report = widget.children[-1]
+    sparsity = widget.children[4]
+    before = report.value
+    sparsity.value = 0.8
+    assert report.value != before and "80%" in report.value
