@@ -13,6 +13,7 @@ and a least-squares line through the points gives both terms.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -54,9 +55,20 @@ def fit_overheads(depths: Sequence[int], measured: Sequence[float], roofline: Se
 
 
 # -- timing the tiny model --------------------------------------------------------------------------------
-def spec_of(model) -> ModelSpec:
-    """The cost model's view of a TinyGPT (exact: the parameter counts agree)."""
-    return ModelSpec.from_hf_config(model.config.to_hf_config(), name="tiny-gpt")
+def spec_of(model, name: str = "tiny-gpt") -> ModelSpec:
+    """The cost model's view of a TinyGPT, exact (the parameter counts agree) for every variant the course
+    builds: grouped-query attention, pruned heads (n_head * head_dim below n_embd), a narrower MLP, and
+    mixture-of-experts MLPs (``n_expert`` experts of width ``n_inner``, ``expert_top_k`` per token)."""
+    c = model.config
+    base = ModelSpec.from_hf_config({"model_type": "gpt2", "vocab_size": c.vocab_size, "n_positions": c.block_size,
+                                     "n_embd": c.n_embd, "n_layer": c.n_layer, "n_head": 1, "n_inner": c.n_inner},
+                                    name=name)
+    n_expert = getattr(c, "n_expert", 0)
+    return dataclasses.replace(base, n_heads=c.n_head, n_kv_heads=c.n_kv_head, head_dim=c.head_dim,
+                               mlp_bias=c.bias, qkv_bias=c.bias, out_bias=c.bias,
+                               norm="layernorm" if c.bias else "rmsnorm",  # a LayerNorm without bias: weight only
+                               n_experts=max(n_expert, 1),
+                               experts_per_token=getattr(c, "expert_top_k", 1) if n_expert else 1)
 
 
 def time_decode_step(model, context_len: int, batch_size: int = 1, steps: int = 8, repeats: int = 5) -> float:

@@ -34,3 +34,14 @@ def test_median_time_times_real_calls():
     assert median_time(lambda: calls.append(1), repeats=3, warmup=2) >= 0
     assert len(calls) == 5
     assert 0 <= min_time(lambda: calls.append(1), repeats=2) <= median_time(lambda: sum(range(1000)), repeats=3)
+
+
+@pytest.mark.parametrize("shape", [dict(), dict(n_kv_head=2), dict(bias=False),
+                                   dict(n_head=3, n_kv_head=3, head_dim=32, n_inner=200)],
+                         ids=["gpt2", "grouped-query", "no biases", "pruned heads and channels"])
+def test_the_cost_models_view_of_a_tiny_model_counts_its_parameters_exactly(shape):
+    from lessonlib.calibration import spec_of
+    from lessonlib.tinygpt import TinyGPT, TinyGPTConfig
+
+    model = TinyGPT(TinyGPTConfig(vocab_size=41, block_size=64, n_layer=2, **({"n_head": 4, "n_embd": 128} | shape)))
+    assert spec_of(model).n_params() == model.n_params()
