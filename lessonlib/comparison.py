@@ -1,0 +1,150 @@
+"""Dense, mixture-of-experts and pruned tiny models side by side, measured in one run on this machine.
+
+For each model: parameters held in memory (and how many of them are zeros), parameters and FLOPs one token
+uses, the time of a decode step at batch 1 and at a larger batch, the time of a prefill, and the validation
+loss. Timings are interleaved (every repeat times every model once, and the minimum is kept), so a burst of
+background load hits all models alike and the ratios between them are what this CPU really does.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .calibration import spec_of
+from .training import evaluate
+
+
+@dataclass(frozen=True)
+class Measured:
+    name: str
+    kind: str                   # "dense", "moe", "unstructured", "2:4", "structured"
+    params: int                 # parameters held in memory (as dense tensors, zeros included)
+    zeros: int                  # of which exactly zero in the blocks' weight matrices (pruned)
+    active_params: int          # parameters one token multiplies by (MoE: the chosen experts only), zeros included
+    flops_per_token: float      # executed by dense kernels at the measured context (zeros are multiplied too)
+    useful_flops_per_token: float   # the same without the products by zero
+    decode_ms: float            # one batch-1 decode step with ``context_len`` tokens cached
+    batch_decode_ms: float      # one decode step of ``batch_size`` sequences
+    prefill_ms: float           # one prompt of ``prompt_len`` tokens
+    val_loss: float             # nats per character on the course's fixed validation batches
+
+    @property
+    def nonzero_params(self) -> int:
+        return self.params - self.zeros
+
+
+def count_zeros(model: torch.nn.Module) -> int:
+    """Exact zeros in the blocks' weight matrices (what pruning removes; biases start at zero and are not
+    counted)."""
+    return sum(int((p == 0).sum()) for name, p in model.named_parameters() if name.startswith("h.") and p.dim() >= 2)
+
+
+def _decode_timer(model, context_len: int, batch_size: int, steps: int = 4):
+    """A function timing ``steps`` decode steps on a prefilled cache (rewound before each run)."""
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, context_len), generator=torch.Generator().manual_seed(0))
+    cache = model.new_cache(batch_size, context_len + steps)
+    token = ids[:, -1]
+    with torch.inference_mode():
+        model.prefill(ids, cache)
+
+    def run() -> float:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            cache.length = context_len
+            for _ in range(steps):
+                model.decode_step(token, cache)
+            return (time.perf_counter() - start) / steps
+    return run
+
+
+def _prefill_timer(model, prompt_len: int):
+    ids = torch.randint(0, model.config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(1))
+    cache = model.new_cache(1, prompt_len)
+
+    def run() -> float:
+        with torch.inference_mode():
+            start = time.perf_counter()
+            cache.length = 0
+            model.prefill(ids, cache)
+            return time.perf_counter() - start
+    return run
+
+
+def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context_len: int = 64,
+            batch_size: int = 32, prompt_len: int = 256, repeats: int = 15) -> list[Measured]:
+    """Measure ``models`` (name -> (model, kind)) in one interleaved run; see the module docstring."""
+    if not models:
+        raise ValueError("give at least one model to measure")
+    timers = {name: (_decode_timer(m, context_len, 1), _decode_timer(m, context_len, batch_size),
+                     _prefill_timer(m, prompt_len)) for name, (m, _) in models.items()}
+    best = {name: [float("inf")] * 3 for name in models}
+    for _ in range(repeats):
+        for name, runs in timers.items():
+            for i, run in enumerate(runs):
+                best[name][i] = min(best[name][i], run())
+    rows = []
+    for name, (model, kind) in models.items():
+        spec = spec_of(model, name)
+        zeros = count_zeros(model)
+        flops = spec.flops_per_token(context_len)
+        rows.append(Measured(name=name, kind=kind, params=model.n_params(), zeros=zeros,
+                             active_params=spec.n_active_params(), flops_per_token=flops,
+                             useful_flops_per_token=flops - 2 * zeros,
+                             decode_ms=1e3 * best[name][0], batch_decode_ms=1e3 * best[name][1],
+                             prefill_ms=1e3 * best[name][2], val_loss=evaluate(model, val_batches)))
+    return rows
+
+
+@dataclass(frozen=True)
+class SparseMatmulTiming:
+    """Time of ``x @ W`` for one weight matrix pruned three ways, relative to the dense product."""
+    batch_size: int
+    sparsities: tuple[float, ...]
+    dense_ms: float
+    zeros_in_dense: tuple[float, ...]     # the same dense kernel on a matrix that is mostly zeros
+    sparse_csr: tuple[float, ...]         # PyTorch's CSR sparse kernel, zeros not stored
+    compacted: tuple[float, ...]          # whole output channels removed: a smaller dense matrix
+
+
+def time_sparse_matmul(sparsities=(0.5, 0.8, 0.95), batch_size: int = 1, n_in: int = 1024, n_out: int = 4096,
+                       repeats: int = 15) -> SparseMatmulTiming:
+    """Does a sparse weight make ``x @ W`` faster? The dense product (``n_in`` x ``n_out``, fp32, for
+    ``batch_size`` rows of ``x``) against the same product with magnitude-pruned weights kept dense, the
+    same weights in PyTorch's CSR format, and a structurally pruned (narrower) dense matrix. Interleaved
+    timings; times are returned as ratios to the dense product's (below 1: faster)."""
+    import warnings
+
+    for s in sparsities:
+        if not 0 <= s < 1:
+            raise ValueError(f"sparsities must be in [0, 1), got {s!r}")
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(n_in, n_out, generator=generator)
+    x = torch.randn(batch_size, n_in, generator=generator)
+    x_t = x.t().contiguous()
+    runs = {"dense": lambda: x @ weight}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        for s in sparsities:
+            n_zero = round(s * weight.numel())
+            threshold = weight.abs().flatten().kthvalue(n_zero).values if n_zero else -1.0
+            zeroed = weight * (weight.abs() > threshold)
+            csr = zeroed.t().contiguous().to_sparse_csr()     # (out, in): CSR kernels multiply sparse @ dense
+            narrow = weight[:, :max(1, round((1 - s) * n_out))].contiguous()
+            runs[f"zeros {s}"] = lambda w=zeroed: x @ w
+            runs[f"csr {s}"] = lambda w=csr: w @ x_t
+            runs[f"compact {s}"] = lambda w=narrow: x @ w
+        for run in runs.values():
+            run()  # warm up
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(repeats):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                run()
+                best[name] = min(best[name], time.perf_counter() - start)
+    ratio = {name: t / best["dense"] for name, t in best.items()}
+    return SparseMatmulTiming(batch_size=batch_size, sparsities=tuple(sparsities), dense_ms=1e3 * best["dense"],
+                              zeros_in_dense=tuple(ratio[f"zeros {s}"] for s in sparsities),
+                              sparse_csr=tuple(ratio[f"csr {s}"] for s in sparsities),
+                              compacted=tuple(ratio[f"compact {s}"] for s in sparsities))

@@ -1,0 +1,57 @@
+"""lessonlib.comparison: the side-by-side measurement counts parameters, zeros and FLOPs exactly and times
+every model (timings are only checked to be positive: this machine is too noisy for more)."""
+import pytest
+import torch
+
+from lessonlib import corpus
+from lessonlib.calibration import spec_of
+from lessonlib.comparison import count_zeros, measure, time_sparse_matmul
+from lessonlib.tinygpt import TinyGPT, TinyGPTConfig
+
+
+def small_model(**changes):
+    torch.manual_seed(0)
+    return TinyGPT(TinyGPTConfig(**(dict(vocab_size=41, block_size=64, n_layer=2, n_head=2, n_embd=32) | changes))).eval()
+
+
+def test_measure_reports_counts_flops_and_loss_of_each_model():
+    dense = small_model()
+    zeroed = small_model()
+    with torch.no_grad():
+        zeroed.h[0].mlp.c_fc.weight[:, :10] = 0          # 32 x 10 weights pruned
+    narrow = small_model(n_inner=64)
+    batches = corpus.split("validation", n_lines=200).fixed_batches(2, 4, 32)
+    rows = measure({"dense": (dense, "dense"), "zeroed": (zeroed, "unstructured"), "narrow": (narrow, "structured")},
+                   batches, context_len=8, batch_size=4, prompt_len=16, repeats=2)
+    by_name = {r.name: r for r in rows}
+    assert by_name["zeroed"].zeros == 320 and by_name["dense"].zeros == 0
+    assert by_name["zeroed"].nonzero_params == dense.n_params() - 320
+    assert by_name["zeroed"].flops_per_token == by_name["dense"].flops_per_token == spec_of(dense).flops_per_token(8)
+    assert by_name["zeroed"].useful_flops_per_token == by_name["dense"].flops_per_token - 640
+    assert by_name["narrow"].params == narrow.n_params() < dense.n_params()
+    for row in rows:
+        assert row.decode_ms > 0 and row.batch_decode_ms > 0 and row.prefill_ms > 0 and 0 < row.val_loss < 10
+
+
+def test_count_zeros_counts_exact_zeros_of_block_weights_only():
+    model = small_model()
+    with torch.no_grad():
+        model.h[1].attn.c_proj.weight[0, :5] = 0
+        model.h[1].attn.c_proj.weight[1, :5] = 1e-12
+        model.h[1].attn.c_proj.bias[:3] = 0               # biases are not what pruning removes
+    assert count_zeros(small_model()) == 0
+    assert count_zeros(model) == 5
+
+
+def test_sparse_matmul_timing_returns_a_ratio_per_sparsity():
+    timing = time_sparse_matmul(sparsities=(0.5, 0.9), batch_size=2, n_in=64, n_out=128, repeats=2)
+    assert timing.sparsities == (0.5, 0.9) and timing.dense_ms > 0
+    for ratios in (timing.zeros_in_dense, timing.sparse_csr, timing.compacted):
+        assert len(ratios) == 2 and all(r > 0 for r in ratios)
+
+
+def test_bad_input_fails_clearly():
+    with pytest.raises(ValueError, match="sparsities"):
+        time_sparse_matmul(sparsities=(1.0,))
+    with pytest.raises(ValueError, match="at least one model"):
+        measure({}, [])
