@@ -132,8 +132,9 @@ def test_masks_stay_applied_through_fine_tuning():
     masks = magnitude_masks(model, 0.7)
     masks |= {"h.0.mlp.c_fc.bias": torch.rand(128, generator=torch.Generator().manual_seed(0)) > 0.5}
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    history = fine_tune(model, masks, corpus.split("train", 300), corpus.split("validation", 100).fixed_batches(1, 4, 64),
-                        steps=20, batch_size=4, block_size=64, lr=1e-2, warmup=2, progress=False)
+    val = corpus.split("validation", 100).fixed_batches(1, 4, 64)
+    history = fine_tune(model, masks, corpus.split("train", 300), val, steps=20, batch_size=4, block_size=64, lr=1e-2,
+                        warmup=2, progress=False)
     assert len(history.train_loss) == 20
     params = dict(model.named_parameters())
     for name, mask in masks.items():
@@ -174,7 +175,7 @@ def test_compacted_model_has_the_expected_config_and_fewer_parameters():
     small = structured_prune(model, 0.5, 2)
     assert (small.config.n_inner, small.config.n_head, small.config.n_kv_head, small.config.head_dim) == (64, 2, 2, 8)
     assert (small.config.n_embd, small.config.n_layer, small.config.vocab_size) == (32, 2, 41)
-    n_embd, removed_per_layer = 32, (32 * 48 + 48) + 16 * 32 + (32 * 64 + 64) + 64 * 32   # qkv, proj, fc, proj
+    removed_per_layer = (32 * 48 + 48) + 16 * 32 + (32 * 64 + 64) + 64 * 32   # qkv (+bias), proj, fc (+bias), proj
     assert small.n_params() == model.n_params() - 2 * removed_per_layer
     assert not small.training and all(p.requires_grad and p.device.type == "cpu" for p in small.parameters())
     assert model.config.n_inner == 128   # the input model is unchanged
