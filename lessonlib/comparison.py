@@ -1,8 +1,9 @@
 """Dense, mixture-of-experts and pruned tiny models side by side, measured in one run on this machine.
 
 For each model: parameters held in memory (and how many of them are zeros), parameters and FLOPs one token
-uses, the time of a decode step at batch 1 and at a larger batch, the time of a prefill, and the validation
-loss. Timings are interleaved (every repeat times every model once, and the minimum is kept), so a burst of
+uses, the time of a decode step at batch 1 and at a larger batch, the time of a prefill, and three measures
+of quality: the validation loss over whole lines (most of it is the unpredictable random letters of the
+questions, so it moves little), the loss on the answers alone, and the exact-match accuracy of the answers. Timings are interleaved (every repeat times every model once, and the minimum is kept), so a burst of
 background load hits all models alike and the ratios between them are what this CPU really does.
 """
 from __future__ import annotations
@@ -13,7 +14,13 @@ from dataclasses import dataclass
 import torch
 
 from .calibration import spec_of
-from .training import evaluate
+from .corpus import make_lines
+from .training import answer_loss, evaluate, exact_match
+
+
+def task_lines(n_per_task: int = 100, seed: int = 77) -> list[str]:
+    """Questions of the four sub-tasks that have answers (copy, reverse, sort, add), ``n_per_task`` each."""
+    return [line for tag in "crsa" for line in make_lines(n_per_task, seed, tasks=[tag])]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class Measured:
     batch_decode_ms: float      # one decode step of ``batch_size`` sequences
     prefill_ms: float           # one prompt of ``prompt_len`` tokens
     val_loss: float             # nats per character on the course's fixed validation batches
+    answer_loss: float          # nats per character of the answers of ``task_lines``
+    exact_match: float          # share of ``task_lines`` answered exactly right (greedy decoding)
 
     @property
     def nonzero_params(self) -> int:
@@ -73,10 +82,13 @@ def _prefill_timer(model, prompt_len: int):
 
 
 def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context_len: int = 64,
-            batch_size: int = 32, prompt_len: int = 256, repeats: int = 15) -> list[Measured]:
-    """Measure ``models`` (name -> (model, kind)) in one interleaved run; see the module docstring."""
+            batch_size: int = 32, prompt_len: int = 256, repeats: int = 15,
+            lines: list[str] | None = None) -> list[Measured]:
+    """Measure ``models`` (name -> (model, kind)) in one interleaved run; see the module docstring. Quality
+    is scored on ``val_batches`` and on the answers of ``lines`` (default: :func:`task_lines`)."""
     if not models:
         raise ValueError("give at least one model to measure")
+    lines = task_lines() if lines is None else lines
     timers = {name: (_decode_timer(m, context_len, 1), _decode_timer(m, context_len, batch_size),
                      _prefill_timer(m, prompt_len)) for name, (m, _) in models.items()}
     best = {name: [float("inf")] * 3 for name in models}
@@ -93,7 +105,8 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
                              active_params=spec.n_active_params(), flops_per_token=flops,
                              useful_flops_per_token=flops - 2 * zeros,
                              decode_ms=1e3 * best[name][0], batch_decode_ms=1e3 * best[name][1],
-                             prefill_ms=1e3 * best[name][2], val_loss=evaluate(model, val_batches)))
+                             prefill_ms=1e3 * best[name][2], val_loss=evaluate(model, val_batches),
+                             answer_loss=answer_loss(model, lines), exact_match=exact_match(model, lines)))
     return rows
 
 

@@ -197,31 +197,33 @@ def assess(candidate: Candidate, device: HardwareSpec, precision: str = "int8", 
 
 @dataclass
 class QualityCurve:
-    """Measured quality of the course's tiny models: validation loss of the dense model, of the MoE model,
-    and of the dense model pruned by each kind at the sparsities measured. ``change`` interpolates the
-    relative loss change linearly between measured sparsities and says None outside them."""
-    dense_loss: float
-    moe_loss: float | None = None
-    pruned: dict[str, list[tuple[float, float]]] = field(default_factory=dict)   # kind -> [(sparsity, loss)]
+    """A quality metric measured on the course's tiny models: for the dense model, the MoE model, and the
+    dense model pruned by each kind at the sparsities measured (e.g. exact-match accuracy on the sub-tasks'
+    answers). ``change`` is the relative change against the dense model, interpolated linearly between
+    measured sparsities, and None outside them (no extrapolation)."""
+    metric: str                    # what was measured, for display: "exact match"
+    dense: float
+    moe: float | None = None
+    pruned: dict[str, list[tuple[float, float]]] = field(default_factory=dict)   # kind -> [(sparsity, value)]
 
-    def loss(self, kind: str, sparsity: float = 0.0) -> float | None:
+    def value(self, kind: str, sparsity: float = 0.0) -> float | None:
         if kind == "dense" or (kind in PRUNING_KINDS and sparsity == 0):
-            return self.dense_loss
+            return self.dense
         if kind == "moe":
-            return self.moe_loss
-        points = sorted({0.0: self.dense_loss, **dict(self.pruned.get(kind, []))}.items())
-        if not points or not points[0][0] <= sparsity <= points[-1][0]:
+            return self.moe
+        points = sorted({0.0: self.dense, **dict(self.pruned.get(kind, []))}.items())
+        if len(points) < 2 or not points[0][0] <= sparsity <= points[-1][0]:
             return None
         i = bisect.bisect_left([s for s, _ in points], sparsity)
         if points[i][0] == sparsity:
             return points[i][1]
-        (s0, l0), (s1, l1) = points[i - 1], points[i]
-        return l0 + (l1 - l0) * (sparsity - s0) / (s1 - s0)
+        (s0, v0), (s1, v1) = points[i - 1], points[i]
+        return v0 + (v1 - v0) * (sparsity - s0) / (s1 - s0)
 
     def change(self, kind: str, sparsity: float = 0.0) -> float | None:
-        """Relative change of validation loss against the dense model (0.05 = 5% higher loss)."""
-        loss = self.loss(kind, sparsity)
-        return None if loss is None else loss / self.dense_loss - 1
+        """Relative change against the dense model (-0.2: 20% lower than dense)."""
+        value = self.value(kind, sparsity)
+        return None if value is None else value / self.dense - 1
 
 
 def _check_sparsity(sparsity: float) -> None:

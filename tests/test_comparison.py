@@ -22,7 +22,8 @@ def test_measure_reports_counts_flops_and_loss_of_each_model():
     narrow = small_model(n_inner=64)
     batches = corpus.split("validation", n_lines=200).fixed_batches(2, 4, 32)
     rows = measure({"dense": (dense, "dense"), "zeroed": (zeroed, "unstructured"), "narrow": (narrow, "structured")},
-                   batches, context_len=8, batch_size=4, prompt_len=16, repeats=2)
+                   batches, context_len=8, batch_size=4, prompt_len=16, repeats=2,
+                   lines=corpus.make_lines(6, seed=3, tasks=["c", "a"]))
     by_name = {r.name: r for r in rows}
     assert by_name["zeroed"].zeros == 320 and by_name["dense"].zeros == 0
     assert by_name["zeroed"].nonzero_params == dense.n_params() - 320
@@ -31,6 +32,7 @@ def test_measure_reports_counts_flops_and_loss_of_each_model():
     assert by_name["narrow"].params == narrow.n_params() < dense.n_params()
     for row in rows:
         assert row.decode_ms > 0 and row.batch_decode_ms > 0 and row.prefill_ms > 0 and 0 < row.val_loss < 10
+        assert 0 < row.answer_loss < 10 and 0 <= row.exact_match <= 1
 
 
 def test_count_zeros_counts_exact_zeros_of_block_weights_only():

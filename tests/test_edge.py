@@ -112,7 +112,7 @@ def test_bad_candidates_fail_clearly():
 
 
 def test_quality_curve_interpolates_between_measured_sparsities_and_refuses_to_extrapolate():
-    curve = QualityCurve(dense_loss=1.0, moe_loss=0.98, pruned={"unstructured": [(0.5, 1.1), (0.9, 1.5)]})
+    curve = QualityCurve("loss", dense=1.0, moe=0.98, pruned={"unstructured": [(0.5, 1.1), (0.9, 1.5)]})
     assert curve.change("dense") == 0 and curve.change("unstructured", 0.0) == 0
     assert curve.change("unstructured", 0.25) == pytest.approx(0.05)   # between (0, 1.0) and (0.5, 1.1)
     assert curve.change("unstructured", 0.7) == pytest.approx(0.3)
@@ -131,7 +131,7 @@ def test_dashboard_rows_are_the_moe_the_dense_model_its_pruned_version_and_the_t
 
 
 def test_dashboard_callback_never_raises_and_is_fast():
-    quality = QualityCurve(1.14, 1.13, {"structured": [(0.5, 1.3)]})
+    quality = QualityCurve("exact match", 0.74, 0.76, {"structured": [(0.5, 0.65)]})
     settings = itertools.product(["phone-snapdragon-8-gen-3", "raspberry-pi-5", "this-machine"], [0.05, 1.0],
                                  ["fp32", "int8"], ["unstructured", "2:4", "structured"], [0.0, 0.9],
                                  [1, 131072], [1, 1024])
@@ -141,7 +141,7 @@ def test_dashboard_callback_never_raises_and_is_fast():
         page = edge_report(device, fraction, precision, "mistral-7b", "mixtral-8x7b", kind, sparsity, context, batch,
                            tiny_dense=TINY, quality=quality)
         times.append(time.perf_counter() - start)
-        assert "Mixtral" in page and "tiny-gpt" in page
+        assert "Mixtral" in page and "tiny-gpt" in page and "exact match" in page
     times.sort()
     assert times[int(0.95 * len(times))] < 0.05
     assert "Cannot assess" in edge_report(memory_fraction=0) and "Cannot assess" in edge_report(kind="magic")

@@ -48,7 +48,7 @@ def _quality(candidate: Candidate, quality: QualityCurve | None, tiny: bool) -> 
     change = quality.change(candidate.kind, round(candidate.sparsity, 4))
     if change is None:
         return "not measured at this sparsity"
-    text = f"{change:+.1%} loss"
+    text = f"{change:+.0%} {quality.metric}"
     return text if tiny else f"{text} (tiny-model proxy)"
 
 
@@ -116,8 +116,9 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
     if kind in ("unstructured", "2:4"):
         notes.append("Unstructured and 2:4 zeros are stored in a compressed format (memory and bytes read shrink); "
                      "the arithmetic stays dense, so compute time does not.")
-    notes.append("Quality is the validation-loss change against the dense tiny model, measured in this lesson; "
-                 "for the real models it is only a proxy.")
+    if quality is not None:
+        notes.append(f"Quality is the change in {quality.metric} against the dense tiny model, measured in this "
+                     "lesson; for the real models it is only a proxy.")
     return f"""
 <div style="font-family:sans-serif;font-size:90%">
 <p><b>{html.escape(hw.label)}</b>: {human_bytes(hw.memory_bytes)} of memory, {memory_fraction:.0%} of it
