@@ -8,6 +8,10 @@ timing       min / median timing of small pieces of work
 tinygpt      the course's small decoder-only transformer with a preallocated KV cache
 corpus       the synthetic multi-task language it is trained on (no download)
 training     a small reproducible training loop
+moe          a top-k mixture-of-experts layer: routing, load-balancing loss, expert usage
+pruning      magnitude, N:M and structured pruning, mask-respecting fine-tuning, sparse-format sizes
+comparison   dense, MoE and pruned models measured side by side on this machine
+edge         will a model fit an edge device: MoE and pruned candidates against a memory budget
 orientation  material of lesson 00
 plots, display, dashboards   figures, notebook output helpers and the live ipywidgets dashboards
 grading      the helper every nbgrader test cell calls
