@@ -36,6 +36,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .moe import ExpertWeights, MoEMLP, check_settings, moe_mlp
+
 
 @dataclass
 class TinyGPTConfig:
@@ -49,6 +51,10 @@ class TinyGPTConfig:
     bias: bool = True
     n_inner: int | None = None     # MLP width; None: 4 * n_embd (structured pruning makes it narrower)
     head_dim: int | None = None    # None: n_embd // n_head (structured pruning keeps it and drops heads)
+    n_expert: int = 0              # > 0: every MLP is a mixture of n_expert experts of width n_inner (lesson 03)
+    expert_top_k: int = 1          # experts each token runs
+    renormalize_gates: bool | None = None   # None: expert_top_k > 1 (Mixtral); top-1 keeps raw gates (Switch)
+    capacity_factor: float | None = None    # None: no limit on the tokens an expert takes
 
     def __post_init__(self):
         if self.n_kv_head is None:
@@ -65,9 +71,15 @@ class TinyGPTConfig:
         for name in ("n_layer", "n_head", "n_embd", "n_inner", "head_dim", "vocab_size", "block_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.n_expert:
+            check_settings(self.n_expert, self.expert_top_k, self.capacity_factor)
+        if self.renormalize_gates is None:
+            self.renormalize_gates = self.expert_top_k > 1
 
     def to_hf_config(self) -> dict:
         """A Hugging Face GPT-2 ``config.json`` dict of the same model (multi-head attention only)."""
+        if self.n_expert:
+            raise ValueError("GPT-2 has no mixture-of-experts MLP: an MoE model does not map onto it")
         if self.n_kv_head != self.n_head:
             raise ValueError("GPT-2 has no grouped-query attention: only n_kv_head == n_head maps onto it")
         if self.head_dim * self.n_head != self.n_embd:
@@ -132,7 +144,12 @@ class Block(nn.Module):
         self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        if config.n_expert:
+            self.mlp = MoEMLP(config.n_embd, config.n_inner, config.n_expert, config.expert_top_k,
+                              config.renormalize_gates, config.capacity_factor,
+                              proj_std=0.02 / math.sqrt(2 * config.n_layer))
+        else:
+            self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))
@@ -268,19 +285,25 @@ class LayerWeights(NamedTuple):
     fc_bias: torch.Tensor
     mlp_proj_weight: torch.Tensor  # (n_inner, n_embd)
     mlp_proj_bias: torch.Tensor
+    experts: ExpertWeights | None = None   # an MoE block: its experts (and the four MLP fields above are None)
 
     @classmethod
     def of(cls, block: Block, index: int) -> LayerWeights:
-        expected = {"block": (block, Block), "attn": (getattr(block, "attn", None), CausalSelfAttention),
-                    "mlp": (getattr(block, "mlp", None), MLP)}
-        for part, (module, kind) in expected.items():
-            if type(module) is not kind:
-                raise TypeError(f"block {index} has {type(module).__name__} as its {part}, not {kind.__name__}: "
-                                "the cached path runs TinyGPT's own modules only; generate with use_cache=False, "
-                                "or give the new module a cached path of its own")
-        layers = (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2, block.mlp.c_fc, block.mlp.c_proj)
+        expected = {"block": (block, (Block,)), "attn": (getattr(block, "attn", None), (CausalSelfAttention,)),
+                    "mlp": (getattr(block, "mlp", None), (MLP, MoEMLP))}
+        for part, (module, kinds) in expected.items():
+            if type(module) not in kinds:
+                raise TypeError(f"block {index} has {type(module).__name__} as its {part}, not "
+                                f"{' or '.join(k.__name__ for k in kinds)}: the cached path runs TinyGPT's own "
+                                "modules only; generate with use_cache=False, or give the new module a cached "
+                                "path of its own")
+        layers = (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2)
         tensors = []
         for layer in layers:
+            tensors += [layer.weight, _bias_of(layer)]
+        if isinstance(block.mlp, MoEMLP):
+            return cls(*tensors, None, None, None, None, experts=block.mlp.weights())
+        for layer in (block.mlp.c_fc, block.mlp.c_proj):
             tensors += [layer.weight, _bias_of(layer)]
         return cls(*tensors)
 
@@ -343,8 +366,11 @@ def cached_forward(idx: torch.Tensor, cache: KVCache, every_position: bool = Fal
                                            is_causal=causal, enable_gqa=gqa)
         x = x + torch.addmm(w.attn_proj_bias, y.transpose(1, 2).reshape(batch * steps, -1), w.attn_proj_weight)
         h = F.layer_norm(x, (n_embd,), w.ln_2_weight, w.ln_2_bias)
-        h = F.gelu(torch.addmm(w.fc_bias, h, w.fc_weight), approximate="tanh")
-        x = x + torch.addmm(w.mlp_proj_bias, h, w.mlp_proj_weight)
+        if w.experts is None:
+            h = F.gelu(torch.addmm(w.fc_bias, h, w.fc_weight), approximate="tanh")
+            x = x + torch.addmm(w.mlp_proj_bias, h, w.mlp_proj_weight)
+        else:
+            x = x + moe_mlp(h, w.experts, config.expert_top_k, config.renormalize_gates, config.capacity_factor)[0]
     cache.length = end
     if every_position:
         x = x.view(batch, steps, n_embd)

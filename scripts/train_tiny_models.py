@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from lessonlib import corpus
+from lessonlib import corpus, moe
 from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, load_checkpoint, save_checkpoint
 from lessonlib.training import answer_loss, evaluate, exact_match, train
 
@@ -28,6 +28,13 @@ TASK_LINES, TASK_SEED = 200, corpus.VALIDATION_SEED + 1         # per-task scori
 MODELS = {
     "tiny-gpt": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=256),
                      train=dict(steps=2500, batch_size=16, block_size=256, lr=3e-3, warmup=100, seed=0)),
+    # Lesson 03: tiny-gpt's shape with every MLP a mixture of 8 experts of width 256, top-2 (Mixtral style):
+    # the same active MLP parameters per token as tiny-gpt's width-512 MLP, 4x the MLP parameters in memory.
+    # Trained like tiny-gpt, plus the Switch load-balancing loss (alpha = 0.01).
+    "tiny-moe": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=256, n_inner=256, n_expert=8,
+                                 expert_top_k=2),
+                     train=dict(steps=2500, batch_size=16, block_size=256, lr=3e-3, warmup=100, seed=0),
+                     aux_loss_weight=0.01),
 }
 
 
@@ -57,13 +64,16 @@ def train_model(name: str, out: Path = OUT) -> dict:
     spec = MODELS[name]
     torch.manual_seed(spec["train"]["seed"])
     model = TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, **spec["config"]))
-    history = train(model, corpus.split("train"), validation_batches(), **spec["train"])
+    loss_fn = moe.training_loss(spec["aux_loss_weight"]) if "aux_loss_weight" in spec else None
+    history = train(model, corpus.split("train"), validation_batches(), **spec["train"], loss_fn=loss_fn)
     report = {
         "name": name, "config": spec["config"], "training": spec["train"], "n_params": model.n_params(),
         "train_seconds": round(history.seconds, 1), "final_train_loss": round(history.train_loss[-1], 4),
         "validation": VALIDATION, "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss)],
         "torch": str(torch.__version__), "machine": platform.machine(), "threads": torch.get_num_threads(),
     }
+    if "aux_loss_weight" in spec:
+        report["aux_loss_weight"] = spec["aux_loss_weight"]
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.pt"
     save_checkpoint(model, path, report)
@@ -71,6 +81,10 @@ def train_model(name: str, out: Path = OUT) -> dict:
     shipped, _ = load_checkpoint(path)
     report["validation_loss"] = evaluate(shipped, validation_batches())
     report.update(per_task_scores(shipped))
+    if shipped.config.n_expert:
+        usage = moe.expert_usage_by_task(shipped, {name: task_lines(task) for task, name in corpus.TASKS.items()})
+        report["expert_usage_by_task"] = {name: [[round(x, 3) for x in row] for row in usage[:, t].tolist()]
+                                          for t, name in enumerate(corpus.TASKS.values())}
     save_checkpoint(shipped, path, report)
     (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -78,10 +92,13 @@ def train_model(name: str, out: Path = OUT) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("names", nargs="*", metavar="name", help=f"models to train (default: all of {', '.join(MODELS)})")
     parser.add_argument("--out", type=Path, default=OUT, help="directory for <name>.pt and <name>.json")
     args = parser.parse_args()
-    for name in args.names:
+    unknown = set(args.names) - set(MODELS)
+    if unknown:
+        parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; choose from {', '.join(MODELS)}")
+    for name in args.names or list(MODELS):
         report = train_model(name, args.out)
         print(json.dumps({k: report[k] for k in ("name", "n_params", "train_seconds", "validation_loss")}))
         print(json.dumps(report["exact_match_per_task"]))

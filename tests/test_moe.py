@@ -1,0 +1,176 @@
+"""lessonlib.moe: routing picks and weighs the right experts, the load-balancing loss is minimal when routing
+is uniform, capacity drops exactly the overflow, and an MoE TinyGPT decodes exactly through its KV cache."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lessonlib import corpus, moe
+from lessonlib.tinygpt import MLP, TinyGPT, TinyGPTConfig, load_checkpoint, save_checkpoint
+
+
+def layer(**changes):
+    torch.manual_seed(0)
+    settings = dict(n_embd=16, n_inner=24, n_expert=4, top_k=2) | changes
+    return moe.MoEMLP(**settings)
+
+
+def brute_force(layer_, x):
+    """Token by token, expert by expert: what the vectorized dispatch must equal."""
+    w = layer_.weights()
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        probs = torch.softmax(x[t] @ w.router, dim=-1)
+        chosen = probs.argsort(descending=True)[:layer_.top_k]
+        gates = probs[chosen] / probs[chosen].sum() if layer_.renormalize else probs[chosen]
+        for gate, e in zip(gates, chosen):
+            hidden = F.gelu(x[t] @ w.fc_weight[e] + w.fc_bias[e], approximate="tanh")
+            out[t] += gate * (hidden @ w.proj_weight[e] + w.proj_bias[e])
+    return out
+
+
+def test_route_picks_the_most_probable_experts_and_renormalizes_their_gates():
+    logits = torch.tensor([[2.0, 0.0, 1.0, -1.0], [0.0, 3.0, 0.0, 2.9]])
+    routing = moe.route(logits, 2)
+    assert routing.experts.tolist() == [[0, 2], [1, 3]]
+    torch.testing.assert_close(routing.weights.sum(-1), torch.ones(2))
+    torch.testing.assert_close(routing.weights, routing.probs.gather(1, routing.experts)
+                               / routing.probs.gather(1, routing.experts).sum(-1, keepdim=True))
+    raw = moe.route(logits, 1, renormalize=False)
+    torch.testing.assert_close(raw.weights[:, 0], routing.probs.max(-1).values)
+
+
+@pytest.mark.parametrize("top_k, renormalize", [(1, False), (2, True), (3, True), (4, False)])
+def test_vectorized_dispatch_equals_the_token_by_token_weighted_sum(top_k, renormalize):
+    # Tolerance 1e-5: the same products, summed in another order.
+    moe_layer = layer(top_k=top_k, renormalize=renormalize)
+    x = torch.randn(37, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(moe_layer(x), brute_force(moe_layer, x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(moe_layer(x[:1]), brute_force(moe_layer, x[:1]), atol=1e-5, rtol=1e-5)
+
+
+def test_one_expert_equals_a_dense_mlp_with_the_same_weights():
+    config = TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16, n_inner=24)
+    dense = MLP(config)
+    single = layer(n_expert=1, top_k=1, renormalize=True)
+    with torch.no_grad():
+        single.fc_weight[0] = dense.c_fc.weight
+        single.fc_bias[0] = torch.randn(24)
+        dense.c_fc.bias.copy_(single.fc_bias[0])
+        single.proj_weight[0] = dense.c_proj.weight
+        dense.c_proj.bias.copy_(torch.randn(16))
+        single.proj_bias[0] = dense.c_proj.bias
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(single(x), dense(x), atol=1e-6, rtol=1e-6)
+
+
+def test_load_balancing_loss_is_one_when_uniform_and_grows_as_routing_collapses():
+    uniform = moe.load_balancing_loss(torch.full((8, 4), 0.25), torch.arange(8).remainder(4).view(8, 1), 4)
+    assert uniform.item() == pytest.approx(1.0)
+    collapsed = moe.load_balancing_loss(torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 5), torch.zeros(5, 1, dtype=torch.long), 4)
+    assert collapsed.item() == pytest.approx(2.8)
+    base = torch.randn(4000, 8, generator=torch.Generator().manual_seed(0))
+    bias = torch.zeros(8)
+    losses = []
+    for strength in (0.0, 1.0, 2.0, 4.0):
+        bias[0] = strength
+        routing = moe.route(base + bias, 2)
+        losses.append(moe.load_balancing_loss(routing.probs, routing.experts, 8).item())
+    assert losses == sorted(losses) and losses[0] == pytest.approx(1.0, abs=0.02) and losses[-1] > 1.5
+
+
+def test_the_balancing_loss_sends_gradient_to_the_router():
+    moe_layer = layer()
+    moe_layer(torch.randn(10, 16))
+    moe_layer.last_stats.balance_loss.backward()
+    assert moe_layer.router.grad is not None and moe_layer.router.grad.abs().sum() > 0
+
+
+def test_router_z_loss_is_the_mean_squared_log_sum_exp():
+    logits = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
+    expected = (torch.logsumexp(logits, -1) ** 2).mean()
+    torch.testing.assert_close(moe.router_z_loss(logits), expected)
+
+
+def test_capacity_drops_exactly_the_assignments_past_each_experts_limit():
+    # Every token prefers expert 0 then 1: with 8 tokens, top-1 and 4 experts, capacity 1.0 lets expert 0
+    # take ceil(8 / 4) = 2 tokens (the first two); the other six are dropped and output zero.
+    moe_layer = layer(top_k=1, renormalize=False, capacity_factor=1.0)
+    with torch.no_grad():
+        moe_layer.router.zero_()
+        moe_layer.router[0, 0] = 10.0
+        moe_layer.router[0, 1] = 5.0
+    x = torch.zeros(8, 16)
+    x[:, 0] = 1.0
+    out = moe_layer(x)
+    assert moe_layer.last_stats.counts.tolist() == [2, 0, 0, 0]
+    assert moe_layer.last_stats.dropped_fraction == pytest.approx(0.75)
+    assert out[2:].abs().sum() == 0 and out[:2].abs().sum() > 0
+    kept = moe._within_capacity(torch.tensor([0, 0, 1, 0, 1, 2]), 3, 2)
+    assert kept.tolist() == [True, True, True, False, True, True]
+
+
+def test_usage_counts_every_assignment():
+    moe_layer = layer(top_k=2)
+    moe_layer(torch.randn(11, 16))
+    assert moe_layer.last_stats.counts.sum().item() == 22
+    assert moe_layer.last_stats.dropped_fraction == 0
+
+
+def make_model(**changes):
+    torch.manual_seed(0)
+    config = dict(vocab_size=41, block_size=64, n_layer=2, n_head=4, n_embd=32, n_inner=48, n_expert=4,
+                  expert_top_k=2) | changes
+    return TinyGPT(TinyGPTConfig(**config)).eval()
+
+
+PROMPTS = torch.randint(0, 41, (3, 7), generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("changes", [{}, {"expert_top_k": 1}, {"n_kv_head": 1}], ids=["top-2", "top-1", "MQA"])
+def test_moe_model_cached_decoding_equals_the_full_forward(changes):
+    model = make_model(**changes)
+    assert torch.equal(model.generate(PROMPTS, 25), model.generate(PROMPTS, 25, use_cache=False))
+    tokens = model.generate(PROMPTS, 12)
+    with torch.inference_mode():
+        full, _ = model(tokens)
+        cache = model.new_cache(3, tokens.shape[1])
+        steps = [model.prefill(tokens[:, :7], cache)]
+        steps += [model.decode_step(tokens[:, t], cache) for t in range(7, tokens.shape[1] - 1)]
+    torch.testing.assert_close(torch.stack(steps, 1), full[:, 6:-1], atol=1e-5, rtol=1e-5)
+
+
+def test_moe_model_trains_with_the_auxiliary_loss_and_round_trips_through_a_checkpoint(tmp_path):
+    from lessonlib.training import train
+
+    model = make_model()
+    data = corpus.split("validation", n_lines=300)
+    history = train(model, data, data.fixed_batches(1, 4, 32), steps=5, batch_size=4, block_size=32, progress=False,
+                    loss_fn=moe.training_loss(0.01, z_weight=0.001))
+    assert len(history.train_loss) == 5
+    save_checkpoint(model, tmp_path / "m.pt", {"note": "test"})
+    loaded, report = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.config.n_expert == 4 and report == {"note": "test"}
+    assert torch.equal(loaded.generate(PROMPTS, 5), loaded.generate(PROMPTS, 5, use_cache=False))
+
+
+def test_expert_usage_by_task_rows_are_shares():
+    model = make_model()
+    usage = moe.expert_usage_by_task(model, {"copy": corpus.make_lines(20, 1, tasks=["c"]),
+                                             "add": corpus.make_lines(20, 1, tasks=["a"])})
+    assert usage.shape == (2, 2, 4)
+    torch.testing.assert_close(usage.sum(-1), torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("bad, message", [(dict(n_expert=4, expert_top_k=5), "top_k"),
+                                          (dict(n_expert=4, expert_top_k=0), "top_k"),
+                                          (dict(n_expert=-1), "n_expert"),
+                                          (dict(n_expert=4, capacity_factor=0.0), "capacity_factor")])
+def test_bad_moe_settings_fail_clearly(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16, **bad)
+    with pytest.raises(ValueError, match="k must be"):
+        moe.route(torch.randn(3, 4), 5)
+    with pytest.raises(ValueError, match="no MoE layers"):
+        moe.training_loss()(TinyGPT(TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16)),
+                            torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
