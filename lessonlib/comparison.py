@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .calibration import spec_of
 from .corpus import make_lines
@@ -161,3 +162,68 @@ def time_sparse_matmul(sparsities=(0.5, 0.8, 0.95), batch_size: int = 1, n_in: i
                               zeros_in_dense=tuple(ratio[f"zeros {s}"] for s in sparsities),
                               sparse_csr=tuple(ratio[f"csr {s}"] for s in sparsities),
                               compacted=tuple(ratio[f"compact {s}"] for s in sparsities))
+
+
+@dataclass(frozen=True)
+class MoELayerTiming:
+    """One MoE layer against two dense MLPs at several batch sizes (ms per call, minimum over repeats)."""
+    batch_sizes: tuple[int, ...]
+    moe_ms: tuple[float, ...]
+    dense_active_ms: tuple[float, ...]     # a dense MLP as wide as the top_k experts together
+    dense_total_ms: tuple[float, ...]      # a dense MLP as wide as all the experts together
+    experts_touched: tuple[float, ...]     # distinct experts a batch's tokens chose (mean over draws)
+    expected_touched: tuple[float, ...]    # n_expert * (1 - (1 - top_k / n_expert) ** batch)
+    weight_bytes: int                      # the MoE layer's expert weight matrices (fp32)
+
+
+def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden: int = 1024, n_inner: int = 2048, n_expert: int = 8,
+                   top_k: int = 2, repeats: int = 5, draws: int = 20) -> MoELayerTiming:
+    """Time the MoE feed-forward block (:func:`lessonlib.moe.moe_mlp`, random weights and router, fp32) on
+    batches of tokens, interleaved with a dense MLP of the same active width (``top_k * n_inner``) and one of
+    the same total width (``n_expert * n_inner``). Sized so that the weights do not fit in a CPU cache: the
+    time then follows the bytes of the experts a batch touches."""
+    from .moe import ExpertWeights, moe_mlp
+
+    if not 1 <= top_k <= n_expert:
+        raise ValueError(f"top_k must be between 1 and n_expert ({n_expert}), got {top_k}")
+    if any(b < 1 for b in batch_sizes):
+        raise ValueError(f"batch sizes must be positive, got {batch_sizes}")
+    g = torch.Generator().manual_seed(0)
+    scale = hidden ** -0.5
+    experts = ExpertWeights(router=torch.randn(hidden, n_expert, generator=g) * scale,
+                            fc_weight=torch.randn(n_expert, hidden, n_inner, generator=g) * scale,
+                            fc_bias=torch.zeros(n_expert, n_inner),
+                            proj_weight=torch.randn(n_expert, n_inner, hidden, generator=g) * scale,
+                            proj_bias=torch.zeros(n_expert, hidden))
+
+    def dense(width: int):
+        w1 = torch.randn(hidden, width, generator=g) * scale
+        w2 = torch.randn(width, hidden, generator=g) * scale
+        return lambda x: F.gelu(x @ w1, approximate="tanh") @ w2
+
+    dense_active, dense_total = dense(top_k * n_inner), dense(n_expert * n_inner)
+    inputs = {b: torch.randn(b, hidden, generator=g) for b in batch_sizes}
+    runs = {(b, name): (fn, inputs[b]) for b in batch_sizes
+            for name, fn in (("moe", lambda x: moe_mlp(x, experts, top_k, renormalize=True)[0]),
+                             ("active", dense_active), ("total", dense_total))}
+    best = dict.fromkeys(runs, float("inf"))
+    with torch.inference_mode():
+        for fn, x in runs.values():
+            fn(x)  # warm up
+        for _ in range(repeats):
+            for key, (fn, x) in runs.items():
+                start = time.perf_counter()
+                fn(x)
+                best[key] = min(best[key], time.perf_counter() - start)
+        touched = []
+        for b in batch_sizes:
+            counts = [len(torch.topk(torch.randn(b, hidden, generator=g) @ experts.router, top_k).indices.unique())
+                      for _ in range(draws)]
+            touched.append(sum(counts) / draws)
+    ms = {key: 1e3 * t for key, t in best.items()}
+    return MoELayerTiming(
+        batch_sizes=tuple(batch_sizes), moe_ms=tuple(ms[b, "moe"] for b in batch_sizes),
+        dense_active_ms=tuple(ms[b, "active"] for b in batch_sizes),
+        dense_total_ms=tuple(ms[b, "total"] for b in batch_sizes), experts_touched=tuple(touched),
+        expected_touched=tuple(n_expert * (1 - (1 - top_k / n_expert) ** b) for b in batch_sizes),
+        weight_bytes=sum(t.numel() * t.element_size() for t in (experts.fc_weight, experts.proj_weight)))

@@ -5,7 +5,7 @@ import torch
 
 from lessonlib import corpus
 from lessonlib.calibration import spec_of
-from lessonlib.comparison import count_zeros, measure, time_sparse_matmul
+from lessonlib.comparison import count_zeros, measure, time_moe_layer, time_sparse_matmul
 from lessonlib.tinygpt import TinyGPT, TinyGPTConfig
 
 
@@ -57,3 +57,13 @@ def test_bad_input_fails_clearly():
         time_sparse_matmul(sparsities=(1.0,))
     with pytest.raises(ValueError, match="at least one model"):
         measure({}, [])
+
+
+def test_moe_layer_timing_counts_the_experts_a_batch_touches():
+    timing = time_moe_layer(batch_sizes=(1, 4, 64), hidden=32, n_inner=16, n_expert=8, top_k=2, repeats=2)
+    assert timing.experts_touched[0] == 2 and timing.experts_touched[-1] == 8   # 64 tokens choose every expert
+    assert timing.expected_touched[0] == pytest.approx(2) and timing.expected_touched[1] == pytest.approx(8 * (1 - 0.75 ** 4))
+    assert timing.weight_bytes == 2 * 8 * 32 * 16 * 4
+    assert all(t > 0 for t in timing.moe_ms + timing.dense_active_ms + timing.dense_total_ms)
+    with pytest.raises(ValueError, match="top_k"):
+        time_moe_layer(top_k=9)
