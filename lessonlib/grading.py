@@ -137,6 +137,16 @@ def uses_reference(func: Callable, *references: Any) -> bool:
     forbidden_modules = {ref.__name__ for ref in references if isinstance(ref, types.ModuleType)}
     forbidden_objects = {id(ref) for ref in references if not isinstance(ref, types.ModuleType)}
     func = inspect.unwrap(func)
+
+    def is_forbidden(obj: Any) -> bool:
+        if id(obj) in forbidden_objects:
+            return True
+        module = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+        return isinstance(module, str) and any(
+            module == m or module.startswith(m + ".") for m in forbidden_modules)
+
+    if is_forbidden(func):   # the answer *is* the reference: `from lessonlib.moe import load_balancing_loss`
+        return True
     code = getattr(func, "__code__", None)
     if code is None:
         return False
@@ -145,13 +155,6 @@ def uses_reference(func: Callable, *references: Any) -> bool:
     for cell_name, cell in zip(code.co_freevars, func.__closure__ or ()):
         with contextlib.suppress(ValueError):
             namespace[cell_name] = cell.cell_contents
-
-    def is_forbidden(obj: Any) -> bool:
-        if id(obj) in forbidden_objects:
-            return True
-        module = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
-        return isinstance(module, str) and any(
-            module == m or module.startswith(m + ".") for m in forbidden_modules)
 
     for name in names:
         if name not in namespace:

@@ -128,3 +128,6 @@ def test_uses_reference_sees_direct_module_and_closure_use():
     assert uses_reference(outer(), costs)
     assert not uses_reference(math.sqrt, costs)
     assert uses_reference(lambda: types, types)
+    # The answer is the reference itself, imported under the exercise's name.
+    assert uses_reference(costs.human_bytes, costs)
+    assert uses_reference(costs.ModelSpec.from_hf_config, costs)
