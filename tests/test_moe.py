@@ -1,5 +1,6 @@
 """lessonlib.moe: routing picks and weighs the right experts, the load-balancing loss is minimal when routing
-is uniform, capacity drops exactly the overflow, and an MoE TinyGPT decodes exactly through its KV cache."""
+is uniform, capacity drops exactly the overflow, and an MoE TinyGPT trains and round-trips (its cached decoding
+is checked with the other variants in test_tinygpt.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -54,6 +55,8 @@ def test_one_expert_equals_a_dense_mlp_with_the_same_weights():
     dense = MLP(config)
     single = layer(n_expert=1, top_k=1, renormalize=True)
     with torch.no_grad():
+        for linear in (dense.c_fc, dense.c_proj):   # tinygpt.Linear starts uninitialized (TinyGPT inits it)
+            linear.weight.normal_(0, 0.02)
         single.fc_weight[0] = dense.c_fc.weight
         single.fc_bias[0] = torch.randn(24)
         dense.c_fc.bias.copy_(single.fc_bias[0])
@@ -125,19 +128,6 @@ def make_model(**changes):
 
 
 PROMPTS = torch.randint(0, 41, (3, 7), generator=torch.Generator().manual_seed(1))
-
-
-@pytest.mark.parametrize("changes", [{}, {"expert_top_k": 1}, {"n_kv_head": 1}], ids=["top-2", "top-1", "MQA"])
-def test_moe_model_cached_decoding_equals_the_full_forward(changes):
-    model = make_model(**changes)
-    assert torch.equal(model.generate(PROMPTS, 25), model.generate(PROMPTS, 25, use_cache=False))
-    tokens = model.generate(PROMPTS, 12)
-    with torch.inference_mode():
-        full, _ = model(tokens)
-        cache = model.new_cache(3, tokens.shape[1])
-        steps = [model.prefill(tokens[:, :7], cache)]
-        steps += [model.decode_step(tokens[:, t], cache) for t in range(7, tokens.shape[1] - 1)]
-    torch.testing.assert_close(torch.stack(steps, 1), full[:, 6:-1], atol=1e-5, rtol=1e-5)
 
 
 def test_moe_model_trains_with_the_auxiliary_loss_and_round_trips_through_a_checkpoint(tmp_path):

@@ -16,7 +16,9 @@ def make(**changes):
 PROMPTS = torch.randint(0, 41, (3, 7), generator=torch.Generator().manual_seed(1))
 VARIANTS = {"multi-head": {}, "grouped-query": {"n_kv_head": 2}, "multi-query": {"n_kv_head": 1},
             "no biases": {"bias": False},
-            "narrow MLP, fewer wider heads": {"n_inner": 40, "n_head": 3, "n_kv_head": 3, "head_dim": 12}}
+            "narrow MLP, fewer wider heads": {"n_inner": 40, "n_head": 3, "n_kv_head": 3, "head_dim": 12},
+            "mixture of experts, top-2": {"n_expert": 4, "expert_top_k": 2, "n_inner": 48},
+            "mixture of experts, top-1, multi-query": {"n_expert": 4, "n_inner": 48, "n_kv_head": 1}}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
