@@ -140,10 +140,11 @@ class MoEStats(NamedTuple):
 class MoEMLP(nn.Module):
     """``n_expert`` GPT-2 MLPs (GELU, width ``n_inner``) behind a top-k router. Weights are stored (in, out)
     like ``tinygpt.Linear``, stacked over experts. ``renormalize`` defaults to ``top_k > 1``. ``proj_std`` is
-    the initial scale of the output projections (GPT-2 scales residual projections by depth)."""
+    the initial scale of the output projections (GPT-2 scales residual projections by depth); ``dropout`` acts on
+    the output in training mode, as in TinyGPT's dense MLP."""
 
     def __init__(self, n_embd: int, n_inner: int, n_expert: int, top_k: int = 1, renormalize: bool | None = None,
-                 capacity_factor: float | None = None, proj_std: float = 0.02):
+                 capacity_factor: float | None = None, proj_std: float = 0.02, dropout: float = 0.0):
         super().__init__()
         check_settings(n_expert, top_k, capacity_factor)
         self.n_expert, self.top_k = n_expert, top_k
@@ -154,6 +155,7 @@ class MoEMLP(nn.Module):
         self.fc_bias = nn.Parameter(torch.zeros(n_expert, n_inner))
         self.proj_weight = nn.Parameter(torch.randn(n_expert, n_inner, n_embd) * proj_std)
         self.proj_bias = nn.Parameter(torch.zeros(n_expert, n_embd))
+        self.dropout = nn.Dropout(dropout)   # on the output, as TinyGPT's dense MLP
         self.last_routing: Routing | None = None
         self.last_stats: MoEStats | None = None
 
@@ -169,7 +171,7 @@ class MoEMLP(nn.Module):
             z_loss=router_z_loss(routing.logits),
             counts=torch.bincount(routing.experts[kept], minlength=self.n_expert).detach(),
             dropped_fraction=1 - kept.float().mean().item())
-        return out.view(x.shape)
+        return self.dropout(out.view(x.shape))
 
 
 def check_settings(n_expert: int, top_k: int, capacity_factor: float | None) -> None:
@@ -222,3 +224,18 @@ def expert_usage_by_task(model: nn.Module, lines_by_task: dict[str, list[str]]) 
                 usage[i, t] += torch.bincount(layer.last_routing.experts.flatten(), minlength=layer.n_expert)
     model.train(was_training)
     return usage / usage.sum(dim=-1, keepdim=True)
+
+
+class ParameterCount(NamedTuple):
+    total: int    # every parameter the model holds: what memory must fit
+    active: int   # the parameters one token's forward pass multiplies by: what each token reads
+
+
+def parameter_count(model: nn.Module) -> ParameterCount:
+    """Total vs active parameters per token of a TinyGPT, dense or MoE. A dense model uses all of them; an MoE
+    layer uses its router and ``top_k`` of its ``n_expert`` experts. The embedding table counts in full in
+    both (the usual convention, as in Mixtral's 12.9B active of 46.7B), though a token reads only its row."""
+    total = sum(p.numel() for p in model.parameters())
+    idle = sum((m.n_expert - m.top_k) * sum(p[0].numel() for p in (m.fc_weight, m.fc_bias, m.proj_weight, m.proj_bias))
+               for m in moe_layers(model))
+    return ParameterCount(total, total - idle)

@@ -73,6 +73,9 @@ class TinyGPTConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_expert:
             check_settings(self.n_expert, self.expert_top_k, self.capacity_factor)
+            if not self.bias:
+                raise ValueError("bias=False is not supported with n_expert > 0: the experts always have biases; "
+                                 "use bias=True or a dense model (n_expert=0)")
         if self.renormalize_gates is None:
             self.renormalize_gates = self.expert_top_k > 1
 
@@ -147,7 +150,7 @@ class Block(nn.Module):
         if config.n_expert:
             self.mlp = MoEMLP(config.n_embd, config.n_inner, config.n_expert, config.expert_top_k,
                               config.renormalize_gates, config.capacity_factor,
-                              proj_std=0.02 / math.sqrt(2 * config.n_layer))
+                              proj_std=0.02 / math.sqrt(2 * config.n_layer), dropout=config.dropout)
         else:
             self.mlp = MLP(config)
 

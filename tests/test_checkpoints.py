@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib import corpus
+from lessonlib import corpus, moe
 from lessonlib.tinygpt import checkpoint_path, load_pretrained
 from lessonlib.training import answer_loss, evaluate, exact_match
 
@@ -62,3 +62,18 @@ def test_tiny_gpt_answers_easy_questions_and_most_mixed_ones():
     model, _ = load_pretrained("tiny-gpt")
     assert exact_match(model, corpus.make_lines(60, seed=99, tasks="crs", difficulty="easy")) >= 0.95
     assert exact_match(model, corpus.make_lines(60, seed=99, tasks="crs", difficulty="mixed")) >= 0.90
+
+
+def test_tiny_moe_is_shipped_with_tiny_gpts_active_parameters_and_its_recorded_expert_usage():
+    """tiny-moe's two active experts per layer hold as many MLP weights as tiny-gpt's MLP (plus a router and one
+    more output bias per layer); its recorded usage by task is what the shipped weights route (tolerance 0.005,
+    the report rounds to 0.001)."""
+    assert "tiny-moe" in SHIPPED
+    model, report = load_pretrained("tiny-moe")
+    dense, _ = load_pretrained("tiny-gpt")
+    counts = moe.parameter_count(model)
+    assert counts.total == report["n_params"] and counts.active == dense.n_params() + 4 * (128 + 128 * 8)
+    lines = {name: train_tiny_models.task_lines(task) for task, name in corpus.TASKS.items()}
+    usage = moe.expert_usage_by_task(model, lines)
+    for t, name in enumerate(lines):
+        assert usage[:, t].tolist() == [pytest.approx(row, abs=5e-3) for row in report["expert_usage_by_task"][name]]

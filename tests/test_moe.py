@@ -164,3 +164,40 @@ def test_bad_moe_settings_fail_clearly(bad, message):
     with pytest.raises(ValueError, match="no MoE layers"):
         moe.training_loss()(TinyGPT(TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16)),
                             torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_active_parameters_count_the_router_and_top_k_experts_only():
+    # tiny-moe's shape: 8 experts of width 256, top-2. Per layer the two active experts hold tiny-gpt's width-512
+    # MLP plus one more output bias (128), and the router adds 128 * 8: active = tiny-gpt's total + 4 * 1152.
+    shape = dict(vocab_size=41, block_size=256, n_layer=4, n_head=4, n_embd=128)
+    dense = TinyGPT(TinyGPTConfig(**shape))
+    mixture = TinyGPT(TinyGPTConfig(**shape, n_inner=256, n_expert=8, expert_top_k=2))
+    assert moe.parameter_count(dense) == (dense.n_params(), dense.n_params()) == (831_360, 831_360)
+    per_expert = 128 * 256 + 256 + 256 * 128 + 128
+    assert moe.parameter_count(mixture) == (mixture.n_params(), mixture.n_params() - 4 * 6 * per_expert)
+    assert moe.parameter_count(mixture).active == dense.n_params() + 4 * (128 + 128 * 8)
+
+
+def test_tinygpt_keeps_the_experts_gpt2_initialization():
+    # TinyGPT rescales weights named *c_proj.weight; the experts' projections must get the same depth scaling.
+    # Tolerance 5%: a standard deviation estimated from 262,144 samples is within about 0.3%.
+    model = make_model(n_layer=4, n_embd=128, n_inner=256, n_expert=8)
+    block = model.h[0].mlp
+    assert block.proj_weight.std().item() == pytest.approx(0.02 / (2 * 4) ** 0.5, rel=0.05)
+    assert block.fc_weight.std().item() == pytest.approx(0.02, rel=0.05)
+    assert block.router.std().item() == pytest.approx(0.02, rel=0.05)
+    assert block.fc_bias.abs().sum() == block.proj_bias.abs().sum() == 0
+
+
+def test_moe_dropout_acts_on_the_layer_output_in_training_mode_only():
+    assert make_model(dropout=0.5).h[0].mlp.dropout.p == 0.5  # TinyGPT passes its dropout on to the experts
+    moe_layer = layer(dropout=0.5).train()
+    x = torch.randn(10, 16)
+    assert not torch.equal(moe_layer(x), moe_layer(x))
+    moe_layer.eval()
+    assert torch.equal(moe_layer(x), moe_layer(x))
+
+
+def test_an_moe_model_without_biases_is_refused_clearly():
+    with pytest.raises(ValueError, match="bias=False is not supported with n_expert > 0"):
+        TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16, n_expert=4, bias=False)
