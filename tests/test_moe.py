@@ -70,7 +70,8 @@ def test_one_expert_equals_a_dense_mlp_with_the_same_weights():
 def test_load_balancing_loss_is_one_when_uniform_and_grows_as_routing_collapses():
     uniform = moe.load_balancing_loss(torch.full((8, 4), 0.25), torch.arange(8).remainder(4).view(8, 1), 4)
     assert uniform.item() == pytest.approx(1.0)
-    collapsed = moe.load_balancing_loss(torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 5), torch.zeros(5, 1, dtype=torch.long), 4)
+    collapsed = moe.load_balancing_loss(torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 5),
+                                        torch.zeros(5, 1, dtype=torch.long), 4)
     assert collapsed.item() == pytest.approx(2.8)
     base = torch.randn(4000, 8, generator=torch.Generator().manual_seed(0))
     bias = torch.zeros(8)
