@@ -14,6 +14,8 @@ Dispatch is vectorized: the (token, expert) assignments are sorted by expert and
 of its tokens in one matrix product, so the Python loop runs over experts, never over tokens. With a
 ``capacity_factor`` an expert takes at most ``ceil(capacity_factor * tokens * top_k / n_expert)`` assignments
 (in token order); the rest are dropped: they add nothing, and the residual stream carries the token on.
+Capacity is counted per call, so with a capacity factor a cached decode (one token per call) can keep tokens
+that a full forward over the same sequence drops: the two agree exactly only without one.
 
     layer = MoEMLP(n_embd=128, n_inner=256, n_expert=8, top_k=2)
     y = layer(x)                                   # x: (..., 128)
