@@ -71,9 +71,9 @@ def spec_of(model, name: str = "tiny-gpt") -> ModelSpec:
                                experts_per_token=getattr(c, "expert_top_k", 1) if n_expert else 1)
 
 
-def time_decode_step(model, context_len: int, batch_size: int = 1, steps: int = 8, repeats: int = 5) -> float:
-    """Seconds per cached decode step with ``context_len`` tokens already cached (median over repeats of
-    ``steps`` consecutive steps)."""
+def decode_steps(model, context_len: int, batch_size: int = 1, steps: int = 8) -> Callable[[], None]:
+    """A function that runs ``steps`` cached decode steps of ``batch_size`` sequences with ``context_len``
+    tokens already cached, rewinding the cache first, so that every call does the same work (for timing)."""
     import torch
 
     if context_len < 1:
@@ -85,12 +85,18 @@ def time_decode_step(model, context_len: int, batch_size: int = 1, steps: int = 
     with torch.inference_mode():
         model.prefill(ids, cache)
 
-        def run():
+    def run() -> None:
+        with torch.inference_mode():
             cache.length = context_len  # rewind: the next steps overwrite the same slots
             for _ in range(steps):
                 model.decode_step(token, cache)
+    return run
 
-        return median_time(run, repeats) / steps
+
+def time_decode_step(model, context_len: int, batch_size: int = 1, steps: int = 8, repeats: int = 5) -> float:
+    """Seconds per cached decode step with ``context_len`` tokens already cached (median over repeats of
+    ``steps`` consecutive steps)."""
+    return median_time(decode_steps(model, context_len, batch_size, steps), repeats) / steps
 
 
 def time_recompute_step(model, context_len: int, batch_size: int = 1, repeats: int = 5) -> float:

@@ -3,19 +3,20 @@
 For each model: parameters held in memory (and how many of them are zeros), parameters and FLOPs one token
 uses, the time of a decode step at batch 1 and at a larger batch, the time of a prefill, and three measures
 of quality: the validation loss over whole lines (most of it is the unpredictable random letters of the
-questions, so it moves little), the loss on the answers alone, and the exact-match accuracy of the answers. Timings are interleaved (every repeat times every model once, and the minimum is kept), so a burst of
+questions, so it moves little), the loss on the answers alone, and the exact-match accuracy of the answers.
+Timings are interleaved (every repeat times every model once, and the minimum is kept), so a burst of
 background load hits all models alike and the ratios between them are what this CPU really does.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .calibration import spec_of
+from .calibration import decode_steps, spec_of
 from .corpus import make_lines
+from .timing import interleaved_min_times
 from .training import answer_loss, evaluate, exact_match
 
 
@@ -51,35 +52,19 @@ def count_zeros(model: torch.nn.Module) -> int:
     return sum(int((p == 0).sum()) for name, p in model.named_parameters() if name.startswith("h.") and p.dim() >= 2)
 
 
-def _decode_timer(model, context_len: int, batch_size: int, steps: int = 4):
-    """A function timing ``steps`` decode steps on a prefilled cache (rewound before each run)."""
-    ids = torch.randint(0, model.config.vocab_size, (batch_size, context_len), generator=torch.Generator().manual_seed(0))
-    cache = model.new_cache(batch_size, context_len + steps)
-    token = ids[:, -1]
-    with torch.inference_mode():
-        model.prefill(ids, cache)
-
-    def run() -> float:
-        with torch.inference_mode():
-            start = time.perf_counter()
-            cache.length = context_len
-            for _ in range(steps):
-                model.decode_step(token, cache)
-            return (time.perf_counter() - start) / steps
-    return run
-
-
-def _prefill_timer(model, prompt_len: int):
+def _prefill(model, prompt_len: int):
+    """A function that prefills one prompt of ``prompt_len`` tokens into a rewound cache."""
     ids = torch.randint(0, model.config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(1))
     cache = model.new_cache(1, prompt_len)
 
-    def run() -> float:
+    def run() -> None:
         with torch.inference_mode():
-            start = time.perf_counter()
             cache.length = 0
             model.prefill(ids, cache)
-            return time.perf_counter() - start
     return run
+
+
+DECODE_STEPS = 4   # decode steps per timed call
 
 
 def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context_len: int = 64,
@@ -90,13 +75,12 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
     if not models:
         raise ValueError("give at least one model to measure")
     lines = task_lines() if lines is None else lines
-    timers = {name: (_decode_timer(m, context_len, 1), _decode_timer(m, context_len, batch_size),
-                     _prefill_timer(m, prompt_len)) for name, (m, _) in models.items()}
-    best = {name: [float("inf")] * 3 for name in models}
-    for _ in range(repeats):
-        for name, runs in timers.items():
-            for i, run in enumerate(runs):
-                best[name][i] = min(best[name][i], run())
+    runs = {}
+    for name, (model, _) in models.items():
+        runs[name, "decode"] = decode_steps(model, context_len, 1, DECODE_STEPS)
+        runs[name, "batch"] = decode_steps(model, context_len, batch_size, DECODE_STEPS)
+        runs[name, "prefill"] = _prefill(model, prompt_len)
+    best = interleaved_min_times(runs, repeats, warmup=0)
     rows = []
     for name, (model, kind) in models.items():
         spec = spec_of(model, name)
@@ -105,8 +89,9 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
         rows.append(Measured(name=name, kind=kind, params=model.n_params(), zeros=zeros,
                              active_params=spec.n_active_params(), flops_per_token=flops,
                              useful_flops_per_token=flops - 2 * zeros,
-                             decode_ms=1e3 * best[name][0], batch_decode_ms=1e3 * best[name][1],
-                             prefill_ms=1e3 * best[name][2], val_loss=evaluate(model, val_batches),
+                             decode_ms=1e3 * best[name, "decode"] / DECODE_STEPS,
+                             batch_decode_ms=1e3 * best[name, "batch"] / DECODE_STEPS,
+                             prefill_ms=1e3 * best[name, "prefill"], val_loss=evaluate(model, val_batches),
                              answer_loss=answer_loss(model, lines), exact_match=exact_match(model, lines)))
     return rows
 
@@ -149,14 +134,7 @@ def time_sparse_matmul(sparsities=(0.5, 0.8, 0.95), batch_size: int = 1, n_in: i
             runs[f"zeros {s}"] = lambda w=zeroed: x @ w
             runs[f"csr {s}"] = lambda w=csr: w @ x_t
             runs[f"compact {s}"] = lambda w=narrow: x @ w
-        for run in runs.values():
-            run()  # warm up
-        best = dict.fromkeys(runs, float("inf"))
-        for _ in range(repeats):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                run()
-                best[name] = min(best[name], time.perf_counter() - start)
+        best = interleaved_min_times(runs, repeats)
     ratio = {name: t / best["dense"] for name, t in best.items()}
     return SparseMatmulTiming(batch_size=batch_size, sparsities=tuple(sparsities), dense_ms=1e3 * best["dense"],
                               zeros_in_dense=tuple(ratio[f"zeros {s}"] for s in sparsities),
@@ -203,18 +181,11 @@ def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden: int = 1024, n_inner
 
     dense_active, dense_total = dense(top_k * n_inner), dense(n_expert * n_inner)
     inputs = {b: torch.randn(b, hidden, generator=g) for b in batch_sizes}
-    runs = {(b, name): (fn, inputs[b]) for b in batch_sizes
+    runs = {(b, name): (lambda fn=fn, x=inputs[b]: fn(x)) for b in batch_sizes
             for name, fn in (("moe", lambda x: moe_mlp(x, experts, top_k, renormalize=True)[0]),
                              ("active", dense_active), ("total", dense_total))}
-    best = dict.fromkeys(runs, float("inf"))
     with torch.inference_mode():
-        for fn, x in runs.values():
-            fn(x)  # warm up
-        for _ in range(repeats):
-            for key, (fn, x) in runs.items():
-                start = time.perf_counter()
-                fn(x)
-                best[key] = min(best[key], time.perf_counter() - start)
+        best = interleaved_min_times(runs, repeats)
         touched = []
         for b in batch_sizes:
             counts = [len(torch.topk(torch.randn(b, hidden, generator=g) @ experts.router, top_k).indices.unique())

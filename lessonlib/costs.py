@@ -144,18 +144,25 @@ class ModelSpec:
             source=str(config.get("_source", "")), **traits)
 
     # -- parameters ---------------------------------------------------------------------------------------
+    def attention_weight_params(self) -> int:
+        """One layer's q, k, v and output projection matrices (no biases)."""
+        q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        return self.hidden_size * (q_out + 2 * kv_out) + q_out * self.hidden_size
+
     def _attention_params(self) -> int:
         q_out, kv_out = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
-        weights = self.hidden_size * (q_out + 2 * kv_out) + q_out * self.hidden_size
         biases = (q_out + 2 * kv_out) * self.qkv_bias + self.hidden_size * self.out_bias
-        return weights + biases
+        return self.attention_weight_params() + biases
+
+    def expert_weight_params(self) -> int:
+        """One MLP's matrices (one expert of an MoE layer): up (and gate, if gated) and down, no biases."""
+        return (3 if self.gated_mlp else 2) * self.hidden_size * self.intermediate_size
 
     def expert_params(self) -> int:
         """One MLP (one expert of an MoE layer)."""
         n_in = 2 if self.gated_mlp else 1  # gated MLPs (SwiGLU) have a gate and an up projection
-        weights = (n_in + 1) * self.hidden_size * self.intermediate_size
         biases = (n_in * self.intermediate_size + self.hidden_size) * self.mlp_bias
-        return weights + biases
+        return self.expert_weight_params() + biases
 
     def _router_params(self) -> int:
         return self.hidden_size * self.n_experts if self.n_experts > 1 else 0

@@ -43,20 +43,9 @@ BITMASK_BYTES = 1 / 8          # one bit per position, kept or not
 TWO_FOUR_INDEX_BYTES = 2 / 8   # a 2-bit position (0-3) per kept value in each group of four
 
 
-def attention_weight_params(spec: ModelSpec) -> int:
-    """The q, k, v and output projection matrices of one layer (no biases)."""
-    q_out, kv_out = spec.n_heads * spec.head_dim, spec.n_kv_heads * spec.head_dim
-    return spec.hidden_size * (q_out + 2 * kv_out) + q_out * spec.hidden_size
-
-
-def expert_weight_params(spec: ModelSpec) -> int:
-    """The matrices of one MLP (one expert): up (and gate, if gated) and down projections (no biases)."""
-    return (3 if spec.gated_mlp else 2) * spec.hidden_size * spec.intermediate_size
-
-
 def prunable_params(spec: ModelSpec) -> int:
     """Parameters pruning may remove: the weight matrices of every block (all experts of an MoE)."""
-    return spec.n_layers * (attention_weight_params(spec) + spec.n_experts * expert_weight_params(spec))
+    return spec.n_layers * (spec.attention_weight_params() + spec.n_experts * spec.expert_weight_params())
 
 
 def structured_spec(spec: ModelSpec, sparsity: float) -> ModelSpec:
@@ -111,8 +100,8 @@ class Candidate:
     def n_active_params(self) -> int:
         """Parameters one token multiplies by (nonzero ones; MoE: only the chosen experts)."""
         spec = self.spec
-        active_prunable = spec.n_layers * (attention_weight_params(spec)
-                                           + spec.experts_per_token * expert_weight_params(spec))
+        active_prunable = spec.n_layers * (spec.attention_weight_params()
+                                           + spec.experts_per_token * spec.expert_weight_params())
         return spec.n_active_params() - round(self.zeros_fraction * active_prunable)
 
     def weight_bytes(self, precision: str) -> float:
@@ -126,8 +115,8 @@ class Candidate:
         experts the tokens pick), with the pruned matrices at their stored size."""
         b = WEIGHT_BYTES[precision]
         spec = self.spec
-        touched = spec.expected_experts_touched(n_tokens) if spec.n_experts > 1 else 1
-        read_prunable = spec.n_layers * (attention_weight_params(spec) + touched * expert_weight_params(spec))
+        touched = spec.expected_experts_touched(n_tokens)   # 1 for a dense model
+        read_prunable = spec.n_layers * (spec.attention_weight_params() + touched * spec.expert_weight_params())
         return spec.weight_bytes_read(n_tokens, b) - read_prunable * (b - self._bytes_per_pruned_param(b))
 
     def flops_per_token(self, context_len: int) -> float:

@@ -53,7 +53,8 @@ class Grader:
     def check(self, name: str, test: Callable[[], Any] | bool, points: float = 1.0, hint: str = "") -> bool:
         """Run one check worth ``points``.
 
-        ``test`` is a bool or a callable. The callable passes when it returns a truthy value without raising; an ``AssertionError`` fails it with its message; any other exception fails it and is reported
+        ``test`` is a bool or a callable. The callable passes when it returns a truthy value without raising;
+        an ``AssertionError`` fails it with its message; any other exception fails it and is reported
         by type and message (a ``NotImplementedError`` as "not answered yet"). ``hint`` says what to fix.
         """
         allotted = sum(r.points for r in self.results) + points

@@ -226,18 +226,3 @@ def expert_usage_by_task(model: nn.Module, lines_by_task: dict[str, list[str]]) 
                 usage[i, t] += torch.bincount(layer.last_routing.experts.flatten(), minlength=layer.n_expert)
     model.train(was_training)
     return usage / usage.sum(dim=-1, keepdim=True)
-
-
-class ParameterCount(NamedTuple):
-    total: int    # every parameter the model holds: what memory must fit
-    active: int   # the parameters one token's forward pass multiplies by: what each token reads
-
-
-def parameter_count(model: nn.Module) -> ParameterCount:
-    """Total vs active parameters per token of a TinyGPT, dense or MoE. A dense model uses all of them; an MoE
-    layer uses its router and ``top_k`` of its ``n_expert`` experts. The embedding table counts in full in
-    both (the usual convention, as in Mixtral's 12.9B active of 46.7B), though a token reads only its row."""
-    total = sum(p.numel() for p in model.parameters())
-    idle = sum((m.n_expert - m.top_k) * sum(p[0].numel() for p in (m.fc_weight, m.fc_bias, m.proj_weight, m.proj_bias))
-               for m in moe_layers(model))
-    return ParameterCount(total, total - idle)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from lessonlib import corpus, moe
+from lessonlib.calibration import spec_of
 from lessonlib.tinygpt import checkpoint_path, load_pretrained
 from lessonlib.training import answer_loss, evaluate, exact_match
 
@@ -71,8 +72,8 @@ def test_tiny_moe_is_shipped_with_tiny_gpts_active_parameters_and_its_recorded_e
     assert "tiny-moe" in SHIPPED
     model, report = load_pretrained("tiny-moe")
     dense, _ = load_pretrained("tiny-gpt")
-    counts = moe.parameter_count(model)
-    assert counts.total == report["n_params"] and counts.active == dense.n_params() + 4 * (128 + 128 * 8)
+    spec = spec_of(model)
+    assert spec.n_params() == report["n_params"] and spec.n_active_params() == dense.n_params() + 4 * (128 + 128 * 8)
     lines = {name: train_tiny_models.task_lines(task) for task, name in corpus.TASKS.items()}
     usage = moe.expert_usage_by_task(model, lines)
     for t, name in enumerate(lines):

@@ -7,8 +7,7 @@ import pytest
 
 from lessonlib.costs import ModelSpec, model_preset
 from lessonlib.dashboards.edge_device import candidates, edge_dashboard, edge_report
-from lessonlib.edge import (Candidate, QualityCurve, assess, attention_weight_params, expert_weight_params, prune,
-                            prunable_params, structured_spec)
+from lessonlib.edge import Candidate, QualityCurve, assess, prunable_params, prune, structured_spec
 from lessonlib.hardware import hardware_preset
 
 PHONE = hardware_preset("phone-snapdragon-8-gen-3")
@@ -19,7 +18,7 @@ def test_prunable_params_are_the_block_matrices():
     # Mistral: 32 layers, hidden 4096, 32 heads / 8 KV heads of 128, SwiGLU MLP of 14336.
     attention = 4096 * (4096 + 2 * 1024) + 4096 * 4096
     mlp = 3 * 4096 * 14336
-    assert attention_weight_params(MISTRAL) == attention and expert_weight_params(MISTRAL) == mlp
+    assert MISTRAL.attention_weight_params() == attention and MISTRAL.expert_weight_params() == mlp
     assert prunable_params(MISTRAL) == 32 * (attention + mlp)
     assert prunable_params(MIXTRAL) == 32 * (attention + 8 * mlp)
 

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from lessonlib import corpus, moe
+from lessonlib.calibration import spec_of
 from lessonlib.tinygpt import MLP, TinyGPT, TinyGPTConfig, load_checkpoint, save_checkpoint
 
 
@@ -173,10 +174,13 @@ def test_active_parameters_count_the_router_and_top_k_experts_only():
     shape = dict(vocab_size=41, block_size=256, n_layer=4, n_head=4, n_embd=128)
     dense = TinyGPT(TinyGPTConfig(**shape))
     mixture = TinyGPT(TinyGPTConfig(**shape, n_inner=256, n_expert=8, expert_top_k=2))
-    assert moe.parameter_count(dense) == (dense.n_params(), dense.n_params()) == (831_360, 831_360)
+    dense_spec, mixture_spec = spec_of(dense), spec_of(mixture)
+    assert (dense_spec.n_params(), dense_spec.n_active_params()) == (dense.n_params(), dense.n_params())
+    assert dense.n_params() == 831_360
     per_expert = 128 * 256 + 256 + 256 * 128 + 128
-    assert moe.parameter_count(mixture) == (mixture.n_params(), mixture.n_params() - 4 * 6 * per_expert)
-    assert moe.parameter_count(mixture).active == dense.n_params() + 4 * (128 + 128 * 8)
+    assert (mixture_spec.n_params(), mixture_spec.n_active_params()) == (mixture.n_params(),
+                                                                         mixture.n_params() - 4 * 6 * per_expert)
+    assert mixture_spec.n_active_params() == dense.n_params() + 4 * (128 + 128 * 8)
 
 
 def test_tinygpt_keeps_the_experts_gpt2_initialization():
