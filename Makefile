@@ -47,7 +47,7 @@ release: $(COURSE_STAMP)  ## regenerate notebooks/ (student versions) from solut
 	done
 
 grade: $(COURSE_STAMP)  ## grade your notebooks against the hidden tests (NB=path/to/notebook.ipynb for one)
-	$(BIN)/python -m lessonlib.selfgrade $(NB)
+	$(BIN)/python -m lessonlib.course.selfgrade $(NB)
 
 bench: $(DEV_STAMP)  ## run the benchmarks (lessonlib decode vs Hugging Face generate)
 	$(BIN)/python benchmarks/bench_decode_vs_hf.py

@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 import transformers
 
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, hf_gpt2_state_dict
+from lessonlib.models.tinygpt import hf_gpt2_state_dict, TinyGPT, TinyGPTConfig
 
 NEW_TOKENS, PROMPT_LEN, REPEATS, TARGET = 512, 8, 3, 2.5
 SHAPES = {  # the course's speed target is stated for the first
-    "gpt2-shaped-3.5M": TinyGPTConfig(vocab_size=41, block_size=1024, n_layer=4, n_head=4, n_embd=256),
-    "tiny-gpt-shaped-0.9M": TinyGPTConfig(vocab_size=41, block_size=1024, n_layer=4, n_head=4, n_embd=128),
+    "gpt2-shaped-3.5M": TinyGPTConfig(vocab_size=41, max_position_embeddings=1024, n_layers=4, n_heads=4, hidden_size=256),
+    "tiny-gpt-shaped-0.9M": TinyGPTConfig(vocab_size=41, max_position_embeddings=1024, n_layers=4, n_heads=4, hidden_size=128),
 }
 
 
@@ -68,7 +68,7 @@ def main() -> dict:
         warnings.simplefilter("ignore")  # generate()'s advice about generation configs
         for name, config in SHAPES.items():
             r = result["shapes"][name] = compare(config)
-            print(f"{name}: {r['params']:,} parameters (n_layer={r['n_layer']}, n_embd={r['n_embd']}, "
+            print(f"{name}: {r['params']:,} parameters (n_layers={r['n_layer']}, hidden_size={r['n_embd']}, "
                   f"n_head={r['n_head']}, vocab={r['vocab_size']}); {NEW_TOKENS} greedy tokens at batch 1: "
                   f"lessonlib {r['lessonlib_tokens_per_s']:,.0f} tokens/s, Hugging Face {r['hf_tokens_per_s']:,.0f} "
                   f"tokens/s, {r['speedup']}x; same tokens: {r['same_tokens']}")

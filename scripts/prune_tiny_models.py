@@ -22,17 +22,16 @@ from pathlib import Path
 import torch
 
 import train_tiny_models
-from lessonlib import corpus
-from lessonlib.pruning import (apply_masks, fine_tune, magnitude_masks, n_m_masks, prunable_weights, sparsity,
-                               structured_prune)
-from lessonlib.tinygpt import load_checkpoint, load_pretrained, save_checkpoint
-from lessonlib.training import evaluate
+from lessonlib.models import corpus
+from lessonlib.models.pruning import apply_masks, fine_tune, magnitude_masks, n_m_masks, prunable_weights, sparsity, structured_prune
+from lessonlib.models.checkpoints import load_checkpoint, load_pretrained, save_checkpoint
+from lessonlib.models.evaluation import evaluate
 
 OUT = train_tiny_models.OUT
 SOURCE = "tiny-gpt"
 # A tenth of tiny-gpt's step count, at a third of its peak learning rate (3e-3): enough to recover most of
 # what pruning lost without moving far from the pruned weights. (3e-4 recovered markedly less in 300 steps.)
-FINE_TUNE = dict(steps=300, batch_size=16, block_size=256, lr=1e-3, warmup=30, seed=1, eval_every=100)
+FINE_TUNE = dict(steps=300, batch_size=16, seq_len=256, lr=1e-3, warmup=30, seed=1, eval_every=100)
 
 RECIPES = {
     "tiny-gpt-magnitude-50": dict(method="magnitude", sparsity=0.5, scope="global"),

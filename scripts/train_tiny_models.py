@@ -3,7 +3,7 @@
     python scripts/train_tiny_models.py tiny-gpt              # writes the shipped files
     python scripts/train_tiny_models.py tiny-gpt --out /tmp/x  # e.g. to check a re-run reproduces them
 
-Deterministic on a given machine (fixed seeds, the synthetic corpus of lessonlib.corpus): a re-run writes the
+Deterministic on a given machine (fixed seeds, the synthetic corpus of lessonlib.models.corpus): a re-run writes the
 same weights and the same numbers. The JSON report (also stored inside the .pt) records what
 tests/test_checkpoints.py checks the shipped checkpoint still reaches: the loss on the fixed validation
 batches, and per task the loss and the exact-match accuracy of the answers.
@@ -17,23 +17,25 @@ from pathlib import Path
 
 import torch
 
-from lessonlib import corpus, moe
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, load_checkpoint, save_checkpoint
-from lessonlib.training import answer_loss, evaluate, exact_match, train
+from lessonlib.models import corpus, moe
+from lessonlib.models.checkpoints import load_checkpoint, save_checkpoint
+from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
+from lessonlib.models.evaluation import answer_loss, evaluate, exact_match
+from lessonlib.models.training import train
 
 OUT = Path(__file__).resolve().parents[1] / "lessonlib" / "data" / "checkpoints"
-VALIDATION = dict(n_batches=8, batch_size=16, block_size=256)   # the fixed validation batches
+VALIDATION = dict(n_batches=8, batch_size=16, seq_len=256)   # the fixed validation batches
 TASK_LINES, TASK_SEED = 200, corpus.VALIDATION_SEED + 1         # per-task scoring: fixed lines per task
 
 MODELS = {
-    "tiny-gpt": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=256),
-                     train=dict(steps=2500, batch_size=16, block_size=256, lr=3e-3, warmup=100, seed=0)),
+    "tiny-gpt": dict(config=dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256),
+                     train=dict(steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup=100, seed=0)),
     # Lesson 03: tiny-gpt's shape with every MLP a mixture of 8 experts of width 256, top-2 (Mixtral style):
     # the same active MLP parameters per token as tiny-gpt's width-512 MLP, 4x the MLP parameters in memory.
     # Trained like tiny-gpt, plus the Switch load-balancing loss (alpha = 0.01).
-    "tiny-moe": dict(config=dict(n_layer=4, n_head=4, n_embd=128, block_size=256, n_inner=256, n_expert=8,
-                                 expert_top_k=2),
-                     train=dict(steps=2500, batch_size=16, block_size=256, lr=3e-3, warmup=100, seed=0),
+    "tiny-moe": dict(config=dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256, intermediate_size=256, n_experts=8,
+                                 experts_per_token=2),
+                     train=dict(steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup=100, seed=0),
                      aux_loss_weight=0.01),
 }
 
@@ -81,7 +83,7 @@ def train_model(name: str, out: Path = OUT) -> dict:
     shipped, _ = load_checkpoint(path)
     report["validation_loss"] = evaluate(shipped, validation_batches())
     report.update(per_task_scores(shipped))
-    if shipped.config.n_expert:
+    if shipped.config.n_experts:
         usage = moe.expert_usage_by_task(shipped, {name: task_lines(task) for task, name in corpus.TASKS.items()})
         report["expert_usage_by_task"] = {name: [[round(x, 3) for x in row] for row in usage[:, t].tolist()]
                                           for t, name in enumerate(corpus.TASKS.values())}

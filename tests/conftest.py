@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib.autograding import ScratchCourse, assignments
+from lessonlib.course.autograde import assignments, ScratchCourse
 
 from .submissions import GradedRun, build_submissions
 

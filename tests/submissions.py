@@ -10,7 +10,7 @@ from pathlib import Path
 
 import nbformat
 
-from lessonlib.autograding import ScratchCourse, SubmissionScore
+from lessonlib.course.autograde import ScratchCourse, SubmissionScore
 
 
 @dataclass

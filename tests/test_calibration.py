@@ -1,8 +1,8 @@
-"""lessonlib.calibration: fitting the per-pass and per-layer overhead from decode times at several depths."""
+"""lessonlib.costs.overheads and lessonlib.measure: fitting the per-pass and per-layer overhead from decode times at several depths."""
 import pytest
 
-from lessonlib.calibration import fit_overheads
-from lessonlib.timing import median_time, min_time
+from lessonlib.costs.overheads import fit_overheads
+from lessonlib.core.timing import median_time, min_time
 
 
 def test_recovers_the_overheads_of_synthetic_timings():
@@ -36,12 +36,12 @@ def test_median_time_times_real_calls():
     assert 0 <= min_time(lambda: calls.append(1), repeats=2) <= median_time(lambda: sum(range(1000)), repeats=3)
 
 
-@pytest.mark.parametrize("shape", [dict(), dict(n_kv_head=2), dict(bias=False),
-                                   dict(n_head=3, n_kv_head=3, head_dim=32, n_inner=200)],
+@pytest.mark.parametrize("shape", [dict(), dict(n_kv_heads=2), dict(bias=False),
+                                   dict(n_heads=3, n_kv_heads=3, head_dim=32, intermediate_size=200)],
                          ids=["gpt2", "grouped-query", "no biases", "pruned heads and channels"])
 def test_the_cost_models_view_of_a_tiny_model_counts_its_parameters_exactly(shape):
-    from lessonlib.calibration import spec_of
-    from lessonlib.tinygpt import TinyGPT, TinyGPTConfig
+    from lessonlib.models.cost_spec import spec_of
+    from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
-    model = TinyGPT(TinyGPTConfig(vocab_size=41, block_size=64, n_layer=2, **({"n_head": 4, "n_embd": 128} | shape)))
+    model = TinyGPT(TinyGPTConfig(vocab_size=41, max_position_embeddings=64, n_layers=2, **({"n_heads": 4, "hidden_size": 128} | shape)))
     assert spec_of(model).n_params() == model.n_params()

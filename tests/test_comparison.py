@@ -1,17 +1,17 @@
-"""lessonlib.comparison: the side-by-side measurement counts parameters, zeros and FLOPs exactly and times
+"""lessonlib.lessons.moe_vs_pruning: the side-by-side measurement counts parameters, zeros and FLOPs exactly and times
 every model (timings are only checked to be positive: this machine is too noisy for more)."""
 import pytest
 import torch
 
-from lessonlib import corpus
-from lessonlib.calibration import spec_of
-from lessonlib.comparison import count_zeros, measure, time_moe_layer, time_sparse_matmul
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig
+from lessonlib.models import corpus
+from lessonlib.models.cost_spec import spec_of
+from lessonlib.lessons.moe_vs_pruning import count_zeros, measure, time_moe_layer, time_sparse_matmul
+from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
 
 def small_model(**changes):
     torch.manual_seed(0)
-    return TinyGPT(TinyGPTConfig(**(dict(vocab_size=41, block_size=64, n_layer=2, n_head=2, n_embd=32) | changes))).eval()
+    return TinyGPT(TinyGPTConfig(**(dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=2, hidden_size=32) | changes))).eval()
 
 
 def test_measure_reports_counts_flops_and_loss_of_each_model():
@@ -19,7 +19,7 @@ def test_measure_reports_counts_flops_and_loss_of_each_model():
     zeroed = small_model()
     with torch.no_grad():
         zeroed.h[0].mlp.c_fc.weight[:, :10] = 0          # 32 x 10 weights pruned
-    narrow = small_model(n_inner=64)
+    narrow = small_model(intermediate_size=64)
     batches = corpus.split("validation", n_lines=200).fixed_batches(2, 4, 32)
     rows = measure({"dense": (dense, "dense"), "zeroed": (zeroed, "unstructured"), "narrow": (narrow, "structured")},
                    batches, context_len=8, batch_size=4, prompt_len=16, repeats=2,
@@ -60,10 +60,11 @@ def test_bad_input_fails_clearly():
 
 
 def test_moe_layer_timing_counts_the_experts_a_batch_touches():
-    timing = time_moe_layer(batch_sizes=(1, 4, 64), hidden=32, n_inner=16, n_expert=8, top_k=2, repeats=2)
+    timing = time_moe_layer(batch_sizes=(1, 4, 64), hidden_size=32, intermediate_size=16, n_experts=8, experts_per_token=2,
+                            repeats=2)
     assert timing.experts_touched[0] == 2 and timing.experts_touched[-1] == 8   # 64 tokens choose every expert
     assert timing.expected_touched[0] == pytest.approx(2) and timing.expected_touched[1] == pytest.approx(8 * (1 - 0.75 ** 4))
     assert timing.weight_bytes == 2 * 8 * 32 * 16 * 4
     assert all(t > 0 for t in timing.moe_ms + timing.dense_active_ms + timing.dense_total_ms)
-    with pytest.raises(ValueError, match="top_k"):
-        time_moe_layer(top_k=9)
+    with pytest.raises(ValueError, match="experts_per_token"):
+        time_moe_layer(experts_per_token=9)

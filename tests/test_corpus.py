@@ -1,11 +1,10 @@
-"""lessonlib.corpus: the synthetic multi-task language is deterministic and its answers are right."""
+"""lessonlib.models.corpus: the synthetic multi-task language is deterministic and its answers are right."""
 import random
 
 import pytest
 import torch
 
-from lessonlib.corpus import (DIFFICULTIES, TASKS, TOKENIZER, answer_span, check_answer, correct_answer, make_line,
-                              make_lines, split, stream, task_of)
+from lessonlib.models.corpus import answer_span, check_answer, correct_answer, DIFFICULTIES, make_line, make_lines, split, stream, task_of, TASKS, TOKENIZER
 
 
 def test_the_stream_is_bit_exact():

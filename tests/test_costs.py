@@ -1,7 +1,9 @@
 """lessonlib.costs: parameter counts, KV-cache bytes and FLOPs of real model shapes, and clear errors."""
 import pytest
 
-from lessonlib.costs import ConfigError, ModelSpec, human_bytes, model_preset, model_preset_names
+from lessonlib.core.units import human_bytes
+from lessonlib.costs.presets import model_preset, model_preset_names
+from lessonlib.costs.spec import ConfigError, ModelSpec
 
 # Published parameter counts (the sum of tensor sizes in each model's released weights).
 PUBLISHED_PARAMS = {

@@ -3,11 +3,11 @@ import itertools
 import json
 import time
 
-from lessonlib.costs import model_preset_names
-from lessonlib.dashboards.cost_model import CUSTOM, cost_model_dashboard, cost_model_report
-from lessonlib.dashboards.decode_step import BATCH_CHOICES, CONTEXT_CHOICES
-from lessonlib.hardware import hardware_preset_names
-from lessonlib.roofline import WEIGHT_BYTES
+from lessonlib.costs.presets import model_preset_names
+from lessonlib.dashboards.cost_model import cost_model_dashboard, cost_model_report, CUSTOM
+from lessonlib.dashboards.controls import BATCH_CHOICES, CONTEXT_CHOICES
+from lessonlib.costs.hardware import hardware_preset_names
+from lessonlib.costs.precision import WEIGHT_BYTES
 
 PNG_MAGIC = b"\x89PNG"
 

@@ -2,11 +2,11 @@
 import itertools
 import time
 
-from lessonlib.costs import model_preset_names
-from lessonlib.dashboards.decode_step import (BATCH_CHOICES, CONTEXT_CHOICES, decode_step_dashboard,
-                                              decode_step_report)
-from lessonlib.hardware import hardware_preset_names
-from lessonlib.roofline import WEIGHT_BYTES
+from lessonlib.costs.presets import model_preset_names
+from lessonlib.dashboards.controls import BATCH_CHOICES, CONTEXT_CHOICES
+from lessonlib.dashboards.decode_step import decode_step_dashboard, decode_step_report
+from lessonlib.costs.hardware import hardware_preset_names
+from lessonlib.costs.precision import WEIGHT_BYTES
 
 
 def test_every_extreme_combination_renders_without_raising():

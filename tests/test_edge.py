@@ -1,14 +1,16 @@
-"""lessonlib.edge and its dashboard: memory, bytes read and FLOPs of MoE and pruned candidates, the fit
+"""lessonlib.costs.edge and its dashboard: memory, bytes read and FLOPs of MoE and pruned candidates, the fit
 against a device budget, the quality curve, and a fast, never-crashing dashboard callback."""
 import itertools
 import time
 
 import pytest
 
-from lessonlib.costs import ModelSpec, model_preset
+from lessonlib.costs.presets import model_preset
+from lessonlib.costs.spec import ModelSpec
 from lessonlib.dashboards.edge_device import candidates, edge_dashboard, edge_report
-from lessonlib.edge import Candidate, QualityCurve, assess, prunable_params, prune, structured_spec
-from lessonlib.hardware import hardware_preset
+from lessonlib.costs.edge import assess, Candidate, prunable_params, prune, structured_spec
+from lessonlib.lessons.quality_curve import QualityCurve
+from lessonlib.costs.hardware import hardware_preset
 
 PHONE = hardware_preset("phone-snapdragon-8-gen-3")
 MIXTRAL, MISTRAL = model_preset("mixtral-8x7b"), model_preset("mistral-7b")

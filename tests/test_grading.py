@@ -1,4 +1,4 @@
-"""lessonlib.grading: the helper every test cell calls."""
+"""lessonlib.course.grading: the helper every test cell calls."""
 import math
 import sys
 import types
@@ -7,7 +7,8 @@ import warnings
 import pytest
 
 from lessonlib import costs
-from lessonlib.grading import Grader, assert_close, is_close, normalize_choice, uses_reference
+from lessonlib.costs import presets, spec
+from lessonlib.course.grading import assert_close, Grader, is_close, normalize_choice, uses_reference
 
 
 def test_partial_credit_one_stdout_line_per_check(capsys):
@@ -100,7 +101,7 @@ def test_normalize_choice_rejects_non_options_and_uses_aliases():
 
 
 def test_uses_reference_sees_direct_module_and_closure_use():
-    from lessonlib.costs import ModelSpec
+    from lessonlib.costs.spec import ModelSpec
 
     def own(x):
         return 2 * x
@@ -109,13 +110,13 @@ def test_uses_reference_sees_direct_module_and_closure_use():
         return ModelSpec  # noqa: B018
 
     def via_module(x):
-        return costs.human_bytes(x)
+        return spec.ModelSpec.from_hf_config(x)
 
-    namespace = {"lessonlib": __import__("lessonlib")}
-    exec("def via_package(x):\n    return lessonlib.costs.human_bytes(x)\n", namespace)
+    namespace = {"lessonlib": __import__("lessonlib.costs.presets")}
+    exec("def via_package(x):\n    return lessonlib.costs.presets.model_preset(x)\n", namespace)
 
     def outer():
-        reference = costs.model_preset
+        reference = presets.model_preset
 
         def inner():
             return reference("gpt2")
@@ -129,5 +130,5 @@ def test_uses_reference_sees_direct_module_and_closure_use():
     assert not uses_reference(math.sqrt, costs)
     assert uses_reference(lambda: types, types)
     # The answer is the reference itself, imported under the exercise's name.
-    assert uses_reference(costs.human_bytes, costs)
-    assert uses_reference(costs.ModelSpec.from_hf_config, costs)
+    assert uses_reference(presets.model_preset, costs)
+    assert uses_reference(spec.ModelSpec.from_hf_config, costs)

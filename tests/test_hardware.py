@@ -1,7 +1,8 @@
-"""lessonlib.hardware: sourced presets and the live probe of this machine."""
+"""lessonlib.costs.hardware: sourced presets and the live probe of this machine."""
 import pytest
 
-from lessonlib.hardware import PRECISIONS, hardware_preset, hardware_preset_names, this_machine
+from lessonlib.costs.hardware import hardware_preset, hardware_preset_names, this_machine
+from lessonlib.costs.precision import PRECISIONS
 
 
 @pytest.mark.parametrize("name", hardware_preset_names(include_this_machine=False))

@@ -1,18 +1,19 @@
-"""lessonlib.moe: routing picks and weighs the right experts, the load-balancing loss is minimal when routing
+"""lessonlib.models.moe: routing picks and weighs the right experts, the load-balancing loss is minimal when routing
 is uniform, capacity drops exactly the overflow, and an MoE TinyGPT trains and round-trips (its cached decoding
 is checked with the other variants in test_tinygpt.py)."""
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lessonlib import corpus, moe
-from lessonlib.calibration import spec_of
-from lessonlib.tinygpt import MLP, TinyGPT, TinyGPTConfig, load_checkpoint, save_checkpoint
+from lessonlib.models import corpus, moe
+from lessonlib.models.cost_spec import spec_of
+from lessonlib.models.checkpoints import load_checkpoint, save_checkpoint
+from lessonlib.models.tinygpt import MLP, TinyGPT, TinyGPTConfig
 
 
 def layer(**changes):
     torch.manual_seed(0)
-    settings = dict(n_embd=16, n_inner=24, n_expert=4, top_k=2) | changes
+    settings = dict(hidden_size=16, intermediate_size=24, n_experts=4, experts_per_token=2) | changes
     return moe.MoEMLP(**settings)
 
 
@@ -22,7 +23,7 @@ def brute_force(layer_, x):
     out = torch.zeros_like(x)
     for t in range(x.shape[0]):
         probs = torch.softmax(x[t] @ w.router, dim=-1)
-        chosen = probs.argsort(descending=True)[:layer_.top_k]
+        chosen = probs.argsort(descending=True)[:layer_.experts_per_token]
         gates = probs[chosen] / probs[chosen].sum() if layer_.renormalize else probs[chosen]
         for gate, e in zip(gates, chosen):
             hidden = F.gelu(x[t] @ w.fc_weight[e] + w.fc_bias[e], approximate="tanh")
@@ -44,17 +45,17 @@ def test_route_picks_the_most_probable_experts_and_renormalizes_their_gates():
 @pytest.mark.parametrize("top_k, renormalize", [(1, False), (2, True), (3, True), (4, False)])
 def test_vectorized_dispatch_equals_the_token_by_token_weighted_sum(top_k, renormalize):
     # Tolerance 1e-5: the same products, summed in another order.
-    moe_layer = layer(top_k=top_k, renormalize=renormalize)
+    moe_layer = layer(experts_per_token=top_k, renormalize=renormalize)
     x = torch.randn(37, 16, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        torch.testing.assert_close(moe_layer(x), brute_force(moe_layer, x), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(moe_layer(x[:1]), brute_force(moe_layer, x[:1]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(moe_layer(x)[0], brute_force(moe_layer, x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(moe_layer(x[:1])[0], brute_force(moe_layer, x[:1]), atol=1e-5, rtol=1e-5)
 
 
 def test_one_expert_equals_a_dense_mlp_with_the_same_weights():
-    config = TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16, n_inner=24)
+    config = TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, intermediate_size=24)
     dense = MLP(config)
-    single = layer(n_expert=1, top_k=1, renormalize=True)
+    single = layer(n_experts=1, experts_per_token=1, renormalize=True)
     with torch.no_grad():
         for linear in (dense.c_fc, dense.c_proj):   # tinygpt.Linear starts uninitialized (TinyGPT inits it)
             linear.weight.normal_(0, 0.02)
@@ -65,7 +66,7 @@ def test_one_expert_equals_a_dense_mlp_with_the_same_weights():
         dense.c_proj.bias.copy_(torch.randn(16))
         single.proj_bias[0] = dense.c_proj.bias
     x = torch.randn(2, 5, 16)
-    torch.testing.assert_close(single(x), dense(x), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(single(x)[0], dense(x), atol=1e-6, rtol=1e-6)
 
 
 def test_load_balancing_loss_is_one_when_uniform_and_grows_as_routing_collapses():
@@ -84,10 +85,26 @@ def test_load_balancing_loss_is_one_when_uniform_and_grows_as_routing_collapses(
     assert losses == sorted(losses) and losses[0] == pytest.approx(1.0, abs=0.02) and losses[-1] > 1.5
 
 
+@pytest.mark.parametrize("n_experts, k", [(8, 2), (8, 1), (4, 3), (16, 4)])
+def test_load_balancing_loss_is_at_most_n_over_k_and_reaches_it_when_routing_collapses(n_experts, k):
+    """f_i <= 1/k (a token picks an expert once) and the P_i sum to 1, so N * sum f_i P_i <= N / k; every token
+    sending all its probability to the same k experts reaches it (up to the softmax's remaining mass)."""
+    bias = torch.zeros(n_experts)
+    bias[:k] = 30.0
+    logits = torch.randn(500, n_experts, generator=torch.Generator().manual_seed(3))
+    collapsed = moe.route(logits + bias, k)
+    top = moe.load_balancing_loss(collapsed.probs, collapsed.experts, n_experts).item()
+    assert top == pytest.approx(n_experts / k, rel=1e-6)
+    for seed in range(20):   # random and skewed routings never exceed the bound
+        skewed = torch.randn(200, n_experts, generator=torch.Generator().manual_seed(seed)) * (seed + 1) / 4
+        r = moe.route(skewed, k)
+        assert moe.load_balancing_loss(r.probs, r.experts, n_experts).item() <= n_experts / k + 1e-6
+
+
 def test_the_balancing_loss_sends_gradient_to_the_router():
     moe_layer = layer()
-    moe_layer(torch.randn(10, 16))
-    moe_layer.last_stats.balance_loss.backward()
+    _, stats = moe_layer(torch.randn(10, 16))
+    stats.balance_loss.backward()
     assert moe_layer.router.grad is not None and moe_layer.router.grad.abs().sum() > 0
 
 
@@ -100,32 +117,44 @@ def test_router_z_loss_is_the_mean_squared_log_sum_exp():
 def test_capacity_drops_exactly_the_assignments_past_each_experts_limit():
     # Every token prefers expert 0 then 1: with 8 tokens, top-1 and 4 experts, capacity 1.0 lets expert 0
     # take ceil(8 / 4) = 2 tokens (the first two); the other six are dropped and output zero.
-    moe_layer = layer(top_k=1, renormalize=False, capacity_factor=1.0)
+    moe_layer = layer(experts_per_token=1, renormalize=False, capacity_factor=1.0)
     with torch.no_grad():
         moe_layer.router.zero_()
         moe_layer.router[0, 0] = 10.0
         moe_layer.router[0, 1] = 5.0
     x = torch.zeros(8, 16)
     x[:, 0] = 1.0
-    out = moe_layer(x)
-    assert moe_layer.last_stats.counts.tolist() == [2, 0, 0, 0]
-    assert moe_layer.last_stats.dropped_fraction == pytest.approx(0.75)
+    out, stats = moe_layer(x)
+    assert stats.counts.tolist() == [2, 0, 0, 0]
+    assert stats.dropped_fraction == pytest.approx(0.75)
     assert out[2:].abs().sum() == 0 and out[:2].abs().sum() > 0
     kept = moe._within_capacity(torch.tensor([0, 0, 1, 0, 1, 2]), 3, 2)
     assert kept.tolist() == [True, True, True, False, True, True]
 
 
 def test_usage_counts_every_assignment():
-    moe_layer = layer(top_k=2)
-    moe_layer(torch.randn(11, 16))
-    assert moe_layer.last_stats.counts.sum().item() == 22
-    assert moe_layer.last_stats.dropped_fraction == 0
+    moe_layer = layer(experts_per_token=2)
+    _, stats = moe_layer(torch.randn(11, 16))
+    assert stats.counts.sum().item() == 22
+    assert stats.dropped_fraction == 0
+
+
+def test_routing_is_returned_by_each_call_and_not_kept_on_the_module():
+    """Two calls give each its own statistics; the model's forward returns every MoE layer's, in order."""
+    moe_layer = layer()
+    _, first = moe_layer(torch.randn(5, 16))
+    _, second = moe_layer(torch.randn(9, 16))
+    assert first.routing.experts.shape == (5, 2) and second.routing.experts.shape == (9, 2)
+    assert not any(isinstance(v, moe.MoEStats | moe.Routing) for v in vars(moe_layer).values())
+    out = make_model()(PROMPTS, PROMPTS)
+    assert len(out.moe) == 2 and all(s.routing.experts.shape == (21, 2) for s in out.moe)
+    assert make_model(n_experts=1, experts_per_token=1)(PROMPTS).moe == ()
 
 
 def make_model(**changes):
     torch.manual_seed(0)
-    config = dict(vocab_size=41, block_size=64, n_layer=2, n_head=4, n_embd=32, n_inner=48, n_expert=4,
-                  expert_top_k=2) | changes
+    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32, intermediate_size=48, n_experts=4,
+                  experts_per_token=2) | changes
     return TinyGPT(TinyGPTConfig(**config)).eval()
 
 
@@ -133,16 +162,16 @@ PROMPTS = torch.randint(0, 41, (3, 7), generator=torch.Generator().manual_seed(1
 
 
 def test_moe_model_trains_with_the_auxiliary_loss_and_round_trips_through_a_checkpoint(tmp_path):
-    from lessonlib.training import train
+    from lessonlib.models.training import train
 
     model = make_model()
     data = corpus.split("validation", n_lines=300)
-    history = train(model, data, data.fixed_batches(1, 4, 32), steps=5, batch_size=4, block_size=32, progress=False,
+    history = train(model, data, data.fixed_batches(1, 4, 32), steps=5, batch_size=4, seq_len=32, progress=False,
                     loss_fn=moe.training_loss(0.01, z_weight=0.001))
     assert len(history.train_loss) == 5
     save_checkpoint(model, tmp_path / "m.pt", {"note": "test"})
     loaded, report = load_checkpoint(tmp_path / "m.pt")
-    assert loaded.config.n_expert == 4 and report == {"note": "test"}
+    assert loaded.config.n_experts == 4 and report == {"note": "test"}
     assert torch.equal(loaded.generate(PROMPTS, 5), loaded.generate(PROMPTS, 5, use_cache=False))
 
 
@@ -154,26 +183,27 @@ def test_expert_usage_by_task_rows_are_shares():
     torch.testing.assert_close(usage.sum(-1), torch.ones(2, 2))
 
 
-@pytest.mark.parametrize("bad, message", [(dict(n_expert=4, expert_top_k=5), "top_k"),
-                                          (dict(n_expert=4, expert_top_k=0), "top_k"),
-                                          (dict(n_expert=-1), "n_expert"),
-                                          (dict(n_expert=4, capacity_factor=0.0), "capacity_factor")])
+@pytest.mark.parametrize("bad, message", [(dict(n_experts=4, experts_per_token=5), "experts_per_token"),
+                                          (dict(n_experts=4, experts_per_token=0), "experts_per_token"),
+                                          (dict(n_experts=-1), "n_experts"),
+                                          (dict(n_experts=0), "n_experts"),
+                                          (dict(n_experts=4, capacity_factor=0.0), "capacity_factor")])
 def test_bad_moe_settings_fail_clearly(bad, message):
     with pytest.raises(ValueError, match=message):
-        TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16, **bad)
+        TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, **bad)
     with pytest.raises(ValueError, match="k must be"):
         moe.route(torch.randn(3, 4), 5)
     with pytest.raises(ValueError, match="no MoE layers"):
-        moe.training_loss()(TinyGPT(TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16)),
+        moe.training_loss()(TinyGPT(TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16)),
                             torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
 
 
 def test_active_parameters_count_the_router_and_top_k_experts_only():
     # tiny-moe's shape: 8 experts of width 256, top-2. Per layer the two active experts hold tiny-gpt's width-512
     # MLP plus one more output bias (128), and the router adds 128 * 8: active = tiny-gpt's total + 4 * 1152.
-    shape = dict(vocab_size=41, block_size=256, n_layer=4, n_head=4, n_embd=128)
+    shape = dict(vocab_size=41, max_position_embeddings=256, n_layers=4, n_heads=4, hidden_size=128)
     dense = TinyGPT(TinyGPTConfig(**shape))
-    mixture = TinyGPT(TinyGPTConfig(**shape, n_inner=256, n_expert=8, expert_top_k=2))
+    mixture = TinyGPT(TinyGPTConfig(**shape, intermediate_size=256, n_experts=8, experts_per_token=2))
     dense_spec, mixture_spec = spec_of(dense), spec_of(mixture)
     assert (dense_spec.n_params(), dense_spec.n_active_params()) == (dense.n_params(), dense.n_params())
     assert dense.n_params() == 831_360
@@ -186,7 +216,7 @@ def test_active_parameters_count_the_router_and_top_k_experts_only():
 def test_tinygpt_keeps_the_experts_gpt2_initialization():
     # TinyGPT rescales weights named *c_proj.weight; the experts' projections must get the same depth scaling.
     # Tolerance 5%: a standard deviation estimated from 262,144 samples is within about 0.3%.
-    model = make_model(n_layer=4, n_embd=128, n_inner=256, n_expert=8)
+    model = make_model(n_layers=4, hidden_size=128, intermediate_size=256, n_experts=8)
     block = model.h[0].mlp
     assert block.proj_weight.std().item() == pytest.approx(0.02 / (2 * 4) ** 0.5, rel=0.05)
     assert block.fc_weight.std().item() == pytest.approx(0.02, rel=0.05)
@@ -198,11 +228,11 @@ def test_moe_dropout_acts_on_the_layer_output_in_training_mode_only():
     assert make_model(dropout=0.5).h[0].mlp.dropout.p == 0.5  # TinyGPT passes its dropout on to the experts
     moe_layer = layer(dropout=0.5).train()
     x = torch.randn(10, 16)
-    assert not torch.equal(moe_layer(x), moe_layer(x))
+    assert not torch.equal(moe_layer(x)[0], moe_layer(x)[0])
     moe_layer.eval()
-    assert torch.equal(moe_layer(x), moe_layer(x))
+    assert torch.equal(moe_layer(x)[0], moe_layer(x)[0])
 
 
 def test_an_moe_model_without_biases_is_refused_clearly():
-    with pytest.raises(ValueError, match="bias=False is not supported with n_expert > 0"):
-        TinyGPTConfig(vocab_size=41, block_size=16, n_layer=1, n_head=2, n_embd=16, n_expert=4, bias=False)
+    with pytest.raises(ValueError, match="bias=False is not supported with n_experts > 1"):
+        TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, n_experts=4, bias=False)

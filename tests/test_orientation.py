@@ -1,7 +1,6 @@
-"""lessonlib.orientation: the exercise material is consistent, and the live probe measures something real."""
-from lessonlib.grading import normalize_choice
-from lessonlib.orientation import (CATEGORIES, CATEGORY_ALIASES, CHALLENGES, PRINCIPLE_OPTIONS, TRADE_OPTIONS,
-                                   time_sequential_vs_parallel)
+"""lessonlib.lessons.orientation: the exercise material is consistent, and the live probe measures something real."""
+from lessonlib.course.grading import normalize_choice
+from lessonlib.lessons.orientation import CATEGORIES, CATEGORY_ALIASES, CHALLENGES, PRINCIPLE_OPTIONS, time_sequential_vs_parallel, TRADE_OPTIONS
 
 
 def test_at_least_six_challenges_and_five_categories():

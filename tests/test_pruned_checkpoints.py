@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib.pruning import is_n_m, prunable_weights, sparsity
-from lessonlib.tinygpt import checkpoint_path, load_pretrained
-from lessonlib.training import evaluate, exact_match
+from lessonlib.models.pruning import is_n_m, prunable_weights, sparsity
+from lessonlib.models.checkpoints import checkpoint_path, load_pretrained
+from lessonlib.models.evaluation import evaluate, exact_match
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import prune_tiny_models  # noqa: E402  (the script that wrote them: its recipes, validation data and task lines)
@@ -44,8 +44,8 @@ def test_pruned_checkpoint_has_its_recorded_sparsity_exactly(name):
         assert all(is_n_m(w != 0, recipe["n"], recipe["m"]) for w in prunable_weights(model).values())
     else:                                 # compacted: smaller and dense
         source, _ = load_pretrained(prune_tiny_models.SOURCE)
-        assert (model.config.n_head, model.config.n_kv_head, model.config.head_dim) == (2, 2, 32)
-        assert model.config.n_inner == source.config.n_inner // 2
+        assert (model.config.n_heads, model.config.n_kv_heads, model.config.head_dim) == (2, 2, 32)
+        assert model.config.intermediate_size == source.config.intermediate_size // 2
         assert model.n_params() < 0.55 * source.n_params() and zeros(model) == report["n_zero_weights"] == 0
     assert report["prunable_params_removed"] == pytest.approx(
         recipe.get("sparsity", 0.5), abs=1e-3)   # 2:4 and structured-50 remove half

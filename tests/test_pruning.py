@@ -1,4 +1,4 @@
-"""lessonlib.pruning: masks remove exactly what they say, stay applied through fine-tuning, the compacted model
+"""lessonlib.models.pruning: masks remove exactly what they say, stay applied through fine-tuning, the compacted model
 computes what the masked one does (and costs fewer FLOPs), and the size report's byte counts are right."""
 import copy
 
@@ -6,15 +6,14 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lessonlib import corpus
-from lessonlib.pruning import (apply_masks, fine_tune, is_n_m, magnitude_masks, n_m_masks, prunable_weights,
-                               size_report, sparsity, structured_masks, structured_prune)
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig
+from lessonlib.models import corpus
+from lessonlib.models.pruning import apply_masks, fine_tune, is_n_m, magnitude_masks, n_m_masks, prunable_weights, size_report, sparsity, structured_masks, structured_prune
+from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
 
 def make(**changes):
     torch.manual_seed(0)
-    config = dict(vocab_size=41, block_size=64, n_layer=2, n_head=4, n_embd=32) | changes
+    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32) | changes
     model = TinyGPT(TinyGPTConfig(**config)).eval()
     with torch.no_grad():   # random biases too, so that masking a bias matters
         for name, p in model.named_parameters():
@@ -114,7 +113,7 @@ def test_2_of_4_keeps_the_2_largest_of_every_4_along_the_input_dimension():
 
 
 def test_2_of_4_on_a_hand_made_column():
-    model = make(n_layer=1)
+    model = make(n_layers=1)
     with torch.no_grad():
         w = model.h[0].attn.c_proj.weight
         w.fill_(1.0)
@@ -127,13 +126,13 @@ def test_2_of_4_on_a_hand_made_column():
 
 def test_masks_stay_applied_through_fine_tuning():
     torch.manual_seed(0)
-    model = TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, block_size=64, n_layer=1, n_head=2,
-                                  n_embd=32))
+    model = TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, max_position_embeddings=64, n_layers=1, n_heads=2,
+                                  hidden_size=32))
     masks = magnitude_masks(model, 0.7)
     masks |= {"h.0.mlp.c_fc.bias": torch.rand(128, generator=torch.Generator().manual_seed(0)) > 0.5}
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     val = corpus.split("validation", 100).fixed_batches(1, 4, 64)
-    history = fine_tune(model, masks, corpus.split("train", 300), val, steps=20, batch_size=4, block_size=64, lr=1e-2,
+    history = fine_tune(model, masks, corpus.split("train", 300), val, steps=20, batch_size=4, seq_len=64, lr=1e-2,
                         warmup=2, progress=False)
     assert len(history.train_loss) == 20
     params = dict(model.named_parameters())
@@ -173,12 +172,12 @@ def test_compacted_model_gives_the_masked_models_logits(variant, mlp_keep, heads
 def test_compacted_model_has_the_expected_config_and_fewer_parameters():
     model = make()
     small = structured_prune(model, 0.5, 2)
-    assert (small.config.n_inner, small.config.n_head, small.config.n_kv_head, small.config.head_dim) == (64, 2, 2, 8)
-    assert (small.config.n_embd, small.config.n_layer, small.config.vocab_size) == (32, 2, 41)
+    assert (small.config.intermediate_size, small.config.n_heads, small.config.n_kv_heads, small.config.head_dim) == (64, 2, 2, 8)
+    assert (small.config.hidden_size, small.config.n_layers, small.config.vocab_size) == (32, 2, 41)
     removed_per_layer = (32 * 48 + 48) + 16 * 32 + (32 * 64 + 64) + 64 * 32   # qkv (+bias), proj, fc (+bias), proj
     assert small.n_params() == model.n_params() - 2 * removed_per_layer
     assert not small.training and all(p.requires_grad and p.device.type == "cpu" for p in small.parameters())
-    assert model.config.n_inner == 128   # the input model is unchanged
+    assert model.config.intermediate_size == 128   # the input model is unchanged
 
 
 def test_structured_pruning_keeps_the_most_important_units_chosen_per_layer():
@@ -221,7 +220,7 @@ def test_structured_pruning_cuts_the_matmul_flops_of_a_forward_pass():
 
 
 def test_size_report_bytes_on_a_hand_checkable_example():
-    model = make(n_layer=1)
+    model = make(n_layers=1)
     mask = torch.ones(32, 32, dtype=torch.bool)
     mask.view(8, 4, 32)[:, 2:] = False          # 2:4 along the input dimension: 512 of 1024 kept
     mask[0, :16] = False                        # and 16 more removed: 496 kept
@@ -255,7 +254,7 @@ def test_size_report_has_no_2_of_4_size_where_the_mask_is_not_2_of_4():
 def test_bad_input_fails_clearly():
     model = make()
     for bad in (-0.1, 1.0, 1.5, "0.5", True):
-        with pytest.raises(ValueError, match=r"sparsity must be a number in \[0, 1\)"):
+        with pytest.raises(ValueError, match=r"sparsity is the fraction of weights removed, a number in \[0, 1\)"):
             magnitude_masks(model, bad)
     with pytest.raises(ValueError, match="scope must be one of global, layer"):
         magnitude_masks(model, 0.5, scope="row")
@@ -264,9 +263,9 @@ def test_bad_input_fails_clearly():
     with pytest.raises(ValueError, match="input dimension 32, which m=5 does not divide"):
         n_m_masks(model, 2, 5)
     with pytest.raises(ValueError, match="grouped-query"):
-        structured_prune(make(n_kv_head=2), 0.5, 2)
+        structured_prune(make(n_kv_heads=2), 0.5, 2)
     with pytest.raises(ValueError, match="grouped-query"):
-        structured_masks(make(n_kv_head=1), 0.5, 2)
+        structured_masks(make(n_kv_heads=1), 0.5, 2)
     with pytest.raises(ValueError, match="heads_keep must be between 1 and 4, got 5"):
         structured_prune(model, 0.5, 5)
     with pytest.raises(ValueError, match=r"mlp_keep as a fraction must be in \(0, 1\]"):

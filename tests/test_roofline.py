@@ -1,9 +1,11 @@
-"""lessonlib.roofline: one decode step's bytes, FLOPs and time."""
+"""lessonlib.costs.roofline: one decode step's bytes, FLOPs and time."""
 import pytest
 
-from lessonlib.costs import model_preset
-from lessonlib.hardware import hardware_preset
-from lessonlib.roofline import Overheads, decode_step, generation, memory_breakdown, prefill
+from lessonlib.costs.presets import model_preset
+from lessonlib.costs.hardware import hardware_preset
+from lessonlib.costs.memory import memory_breakdown
+from lessonlib.costs.overheads import Overheads
+from lessonlib.costs.roofline import decode_step, generation, prefill
 
 A100 = hardware_preset("a100-80gb")
 LLAMA = model_preset("llama-2-7b")

@@ -1,8 +1,8 @@
-"""`make grade` (lessonlib.selfgrade): a learner grades their notebook against the hidden tests."""
+"""`make grade` (lessonlib.course.selfgrade): a learner grades their notebook against the hidden tests."""
 import io
 import shutil
 
-from lessonlib.selfgrade import grade
+from lessonlib.course.selfgrade import grade
 
 from .conftest import REPO
 

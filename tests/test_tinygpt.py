@@ -1,24 +1,25 @@
-"""lessonlib.tinygpt: the KV-cached decode is exact, batching and causality hold, GQA shrinks the cache,
+"""lessonlib.models.tinygpt: the KV-cached decode is exact, batching and causality hold, GQA shrinks the cache,
 the parameter count matches the cost model, and the weights run unchanged in Hugging Face's GPT-2."""
 import pytest
 import torch
 
-from lessonlib.costs import ModelSpec
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig, hf_gpt2_state_dict, load_checkpoint, save_checkpoint
+from lessonlib.costs.spec import ModelSpec
+from lessonlib.models.checkpoints import config_from_dict, load_checkpoint, save_checkpoint
+from lessonlib.models.tinygpt import hf_gpt2_state_dict, TinyGPT, TinyGPTConfig
 
 
 def make(**changes):
     torch.manual_seed(0)
-    config = dict(vocab_size=41, block_size=64, n_layer=2, n_head=4, n_embd=32) | changes
+    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32) | changes
     return TinyGPT(TinyGPTConfig(**config)).eval()
 
 
 PROMPTS = torch.randint(0, 41, (3, 7), generator=torch.Generator().manual_seed(1))
-VARIANTS = {"multi-head": {}, "grouped-query": {"n_kv_head": 2}, "multi-query": {"n_kv_head": 1},
+VARIANTS = {"multi-head": {}, "grouped-query": {"n_kv_heads": 2}, "multi-query": {"n_kv_heads": 1},
             "no biases": {"bias": False},
-            "narrow MLP, fewer wider heads": {"n_inner": 40, "n_head": 3, "n_kv_head": 3, "head_dim": 12},
-            "mixture of experts, top-2": {"n_expert": 4, "expert_top_k": 2, "n_inner": 48},
-            "mixture of experts, top-1, multi-query": {"n_expert": 4, "n_inner": 48, "n_kv_head": 1}}
+            "narrow MLP, fewer wider heads": {"intermediate_size": 40, "n_heads": 3, "n_kv_heads": 3, "head_dim": 12},
+            "mixture of experts, top-2": {"n_experts": 4, "experts_per_token": 2, "intermediate_size": 48},
+            "mixture of experts, top-1, multi-query": {"n_experts": 4, "intermediate_size": 48, "n_kv_heads": 1}}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -33,7 +34,7 @@ def test_cached_decode_logits_equal_full_forward_logits(variant):
     model = make(**VARIANTS[variant])
     tokens = model.generate(PROMPTS, 20)
     with torch.inference_mode():
-        full, _ = model(tokens)
+        full = model(tokens).logits
         cache = model.new_cache(3, tokens.shape[1])
         step_logits = [model.prefill(tokens[:, :7], cache)]
         step_logits += [model.decode_step(tokens[:, t], cache) for t in range(7, tokens.shape[1] - 1)]
@@ -47,7 +48,7 @@ def test_extending_a_cache_by_several_tokens_and_rewinding_match_the_full_forwar
     model = make(**VARIANTS[variant])
     tokens = torch.randint(0, 41, (3, 24), generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
-        full, _ = model(tokens)
+        full = model(tokens).logits
         cache = model.new_cache(3, 24)
         model.prefill(tokens[:, :5], cache)
         drafted = model.extend(tokens[:, 5:12], cache)
@@ -75,7 +76,7 @@ def test_attention_is_causal():
 
 
 def test_fewer_kv_heads_mean_a_smaller_cache():
-    sizes = {h: make(n_kv_head=h).new_cache(2, 64).nbytes() for h in (4, 2, 1)}
+    sizes = {h: make(n_kv_heads=h).new_cache(2, 64).nbytes() for h in (4, 2, 1)}
     assert sizes[4] == 2 * sizes[2] == 4 * sizes[1] == 2 * 2 * 2 * 64 * 32 * 4  # K and V, layers, batch, ...
 
 
@@ -90,18 +91,18 @@ def test_generate_edge_cases():
     model = make()
     assert torch.equal(model.generate(PROMPTS, 0), PROMPTS)
     assert model.generate(PROMPTS, 1).shape == (3, 8)
-    assert model.generate(PROMPTS[:, :1], 63).shape == (3, 64)  # exactly block_size
+    assert model.generate(PROMPTS[:, :1], 63).shape == (3, 64)  # exactly the position table
     with pytest.raises(ValueError, match=r"idx must be \(batch, steps\)"):
         model.generate(PROMPTS[0], 5)
 
 
 def test_too_long_generation_and_full_cache_fail_clearly():
     model = make()
-    with pytest.raises(ValueError, match="exceeds block_size 64"):
+    with pytest.raises(ValueError, match=r"exceeds the model's position table \(max_position_embeddings 64\)"):
         model.generate(PROMPTS, 60)
-    with pytest.raises(ValueError, match="longer than block_size 64"):
+    with pytest.raises(ValueError, match=r"longer than the model's position table \(max_position_embeddings 64\)"):
         model(torch.zeros(1, 65, dtype=torch.long))
-    with pytest.raises(ValueError, match="cache of 65 positions is longer than block_size 64"):
+    with pytest.raises(ValueError, match=r"cache of 65 positions is longer than the position table \(max_position_embeddings 64\)"):
         model.new_cache(1, 65)
     cache = model.new_cache(3, 8)
     with torch.inference_mode():
@@ -130,14 +131,14 @@ def test_dropout_acts_in_training_mode_only():
 
 def test_bad_configs_fail_clearly():
     with pytest.raises(ValueError, match="multiple of n_kv_head"):
-        TinyGPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=4, n_embd=16, n_kv_head=3)
+        TinyGPTConfig(vocab_size=10, max_position_embeddings=8, n_layers=1, n_heads=4, hidden_size=16, n_kv_heads=3)
     with pytest.raises(ValueError, match="divisible by n_head"):
-        TinyGPTConfig(vocab_size=10, block_size=8, n_layer=1, n_head=3, n_embd=16)
+        TinyGPTConfig(vocab_size=10, max_position_embeddings=8, n_layers=1, n_heads=3, hidden_size=16)
     with pytest.raises(ValueError, match="GPT-2 has no grouped-query attention"):
-        make(n_kv_head=2).config.to_hf_config()
+        make(n_kv_heads=2).config.to_hf_config()
 
 
-@pytest.mark.parametrize("shape", [dict(n_layer=3, n_embd=64), dict(n_layer=4, n_embd=128, block_size=256)])
+@pytest.mark.parametrize("shape", [dict(n_layers=3, hidden_size=64), dict(n_layers=4, hidden_size=128, max_position_embeddings=256)])
 def test_parameter_count_matches_the_cost_model(shape):
     model = make(**shape)
     assert ModelSpec.from_hf_config(model.config.to_hf_config()).n_params() == model.n_params() \
@@ -145,7 +146,7 @@ def test_parameter_count_matches_the_cost_model(shape):
 
 
 def test_checkpoint_round_trip_is_fp16_exact(tmp_path):
-    model = make(n_kv_head=2)
+    model = make(n_kv_heads=2)
     save_checkpoint(model, tmp_path / "m.pt", {"note": "test"})
     loaded, report = load_checkpoint(tmp_path / "m.pt")
     assert report == {"note": "test"} and loaded.config == model.config and not loaded.training
@@ -162,3 +163,17 @@ def test_weights_give_the_same_logits_in_hugging_face_gpt2():
     assert sum(p.numel() for p in hf.parameters()) == model.n_params()
     with torch.inference_mode():
         torch.testing.assert_close(hf(PROMPTS).logits, model(PROMPTS)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_checkpoints_saved_with_the_legacy_config_names_still_load(tmp_path):
+    """Checkpoints written before the rename store nanoGPT's names (n_layer, n_embd, block_size, n_expert=0 for a
+    dense model); the loader maps them onto today's config."""
+    model = make(n_kv_heads=2)
+    legacy = {"vocab_size": 41, "block_size": 64, "n_layer": 2, "n_head": 4, "n_embd": 32, "n_kv_head": 2,
+              "dropout": 0.0, "bias": True, "n_inner": 128, "head_dim": 8, "n_expert": 0, "expert_top_k": 1,
+              "renormalize_gates": False, "capacity_factor": None}
+    assert config_from_dict(legacy) == model.config
+    state = {k: v.half() for k, v in model.state_dict().items()}
+    torch.save({"config": legacy, "state_dict": state, "report": {}}, tmp_path / "old.pt")
+    loaded, _ = load_checkpoint(tmp_path / "old.pt")
+    assert loaded.config == model.config and loaded.n_params() == model.n_params()

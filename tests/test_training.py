@@ -1,16 +1,17 @@
-"""lessonlib.training: the loop learns, reproducibly; answer loss and exact match score what they say."""
+"""lessonlib.models.training and lessonlib.models.evaluation: the loop learns, reproducibly; answer loss and exact match score what they say."""
 import pytest
 import torch
 
-from lessonlib import corpus
-from lessonlib.tinygpt import TinyGPT, TinyGPTConfig
-from lessonlib.training import answer_loss, evaluate, exact_match, learning_rate, train
+from lessonlib.models import corpus
+from lessonlib.models.tinygpt import LMOutput, TinyGPT, TinyGPTConfig
+from lessonlib.models.evaluation import answer_loss, evaluate, exact_match
+from lessonlib.models.training import learning_rate, train
 
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, block_size=64, n_layer=1, n_head=2,
-                                 n_embd=32))
+    return TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, max_position_embeddings=64, n_layers=1, n_heads=2,
+                                 hidden_size=32))
 
 
 def tiny_run(seed=0):
@@ -18,7 +19,7 @@ def tiny_run(seed=0):
     data = corpus.split("train", 500)
     val = corpus.split("validation", 200).fixed_batches(2, 8, 64)
     before = evaluate(model, val)
-    history = train(model, data, val, steps=40, batch_size=8, block_size=64, lr=1e-2, warmup=5,
+    history = train(model, data, val, steps=40, batch_size=8, seq_len=64, lr=1e-2, warmup=5,
                     eval_every=20, progress=False, seed=seed)
     return before, history
 
@@ -60,7 +61,7 @@ class Oracle(torch.nn.Module):
         return out
 
     def forward(self, idx, targets=None):
-        return self._logits(idx), None
+        return LMOutput(self._logits(idx), None)
 
     def generate(self, idx, max_new_tokens):
         for _ in range(max_new_tokens):

@@ -7,10 +7,13 @@ import io
 import json
 from functools import lru_cache
 
-from ..costs import ConfigError, ModelSpec, human_bytes, model_preset, model_preset_label, model_preset_names
-from ..hardware import hardware_preset
-from ..roofline import PassCost, decode_step, prefill
-from .decode_step import _duration, hardware_controls
+from ..core.units import human_bytes, human_duration
+from ..costs.hardware import hardware_preset
+from ..costs.precision import kv_bytes
+from ..costs.presets import model_preset, model_preset_label, model_preset_names
+from ..costs.roofline import PassCost, decode_step, prefill
+from ..costs.spec import ConfigError, ModelSpec
+from .controls import hardware_controls
 
 CUSTOM = "custom"
 MEMORY_COLORS = {"weights": "#4C72B0", "KV cache": "#DD8452", "activations": "#8172B2"}
@@ -95,16 +98,16 @@ def cost_model_report(model: str, hardware: str, precision: str = "bf16", contex
         return (f'<p style="color:#b00"><b>Cannot evaluate this setting:</b> {html.escape(str(message))}</p>',
                 None)
 
-    parts = step.memory
-    needed = sum(parts.values())
-    if step.fits:
-        fit = f'<span style="color:#080"><b>fits</b></span>, {human_bytes(hw.memory_bytes - needed)} to spare'
+    memory = step.memory_fit
+    parts, needed = memory.parts, memory.needed
+    if memory.fits:
+        fit = f'<span style="color:#080"><b>fits</b></span>, {human_bytes(memory.spare)} to spare'
     else:
-        fit = f'<span style="color:#b00"><b>does not fit</b></span>: {human_bytes(needed - hw.memory_bytes)} short'
+        fit = f'<span style="color:#b00"><b>does not fit</b></span>: {human_bytes(-memory.spare)} short'
     legend = " &nbsp; ".join(f'<span style="color:{MEMORY_COLORS[n]}">&#9632;</span> {n} {human_bytes(v)}'
                              for n, v in parts.items())
     rows = "".join(
-        f"<tr><td>{p.phase}</td><td style='text-align:right'>{_duration(p.seconds)}</td>"
+        f"<tr><td>{p.phase}</td><td style='text-align:right'>{human_duration(p.seconds)}</td>"
         f"<td style='text-align:right'>{p.tokens_per_second:,.1f}</td>"
         f"<td style='text-align:right'>{p.arithmetic_intensity:,.1f}</td><td><b>{p.bound}</b>-bound</td></tr>"
         for p in (first, step))
@@ -113,15 +116,15 @@ def cost_model_report(model: str, hardware: str, precision: str = "bf16", contex
     report = f"""
 <div style="font-family:sans-serif;max-width:640px">
 <p><b>{html.escape(spec.name)}</b>: {spec.n_params() / 1e9:,.3f} B parameters{active};
-KV cache {human_bytes(spec.kv_cache_bytes(1, 1, 2 if precision != 'fp32' else 4))} per token.<br>
+KV cache {human_bytes(spec.kv_cache_bytes_per_token(kv_bytes(precision)))} per token.<br>
 <b>{html.escape(hw.label)}</b>, {precision}, batch {batch_size}, {context_len:,} tokens of context.</p>
 <p>Memory: {human_bytes(needed)} of {human_bytes(hw.memory_bytes)}: {fit}</p>
 {_memory_bar(parts, hw.memory_bytes)}
 <p style="font-size:90%">{legend} &nbsp; <span style="color:#b00">|</span> device memory</p>
 <table style="width:100%"><tr><th style='text-align:left'>phase</th><th>time</th><th>tokens/s</th>
 <th>FLOP/byte</th><th style='text-align:left'>limit</th></tr>{rows}</table>
-<p style="font-size:90%">Time to first token (prefill of the {context_len:,}-token prompt): {_duration(first.seconds)}.
-Then {_duration(step.seconds)} per generated token for each sequence. Ridge point of this hardware:
+<p style="font-size:90%">Time to first token (prefill of the {context_len:,}-token prompt): {human_duration(first.seconds)}.
+Then {human_duration(step.seconds)} per generated token for each sequence. Ridge point of this hardware:
 {hw.ridge_point(precision):,.0f} FLOP/byte.</p>
 </div>"""
     return report, _plot().png([first, step])

@@ -3,21 +3,13 @@ from __future__ import annotations
 
 import html
 
-from ..costs import human_bytes, model_preset, model_preset_label, model_preset_names
-from ..hardware import hardware_preset, hardware_preset_names
-from ..roofline import WEIGHT_BYTES, decode_step
+from ..core.units import human_bytes, human_duration
+from ..costs.hardware import hardware_preset
+from ..costs.presets import model_preset, model_preset_label, model_preset_names
+from ..costs.roofline import decode_step
+from .controls import hardware_controls
 
-CONTEXT_CHOICES = [2**k for k in range(0, 18)]       # 1 ... 131072 tokens
-BATCH_CHOICES = [2**k for k in range(0, 11)]         # 1 ... 1024 sequences
 COLORS = {"weights": "#4C72B0", "kv": "#DD8452", "compute": "#55A868"}
-
-
-def _duration(seconds: float) -> str:
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.1f} µs"
 
 
 def _bar(segments: list[tuple[str, float, str]], scale: float) -> str:
@@ -58,36 +50,21 @@ def decode_step_report(model: str, hardware: str, precision: str = "bf16", conte
     return f"""
 <div style="font-family:sans-serif;max-width:760px">
 <p><b>{html.escape(spec.name)}</b> on <b>{html.escape(hw.label)}</b>, {precision}, batch {batch_size},
-{context_len:,} tokens of context. One step = {_duration(step.seconds)}
+{context_len:,} tokens of context. One step = {human_duration(step.seconds)}
 &rarr; <b>{step.tokens_per_second:,.1f} tokens/s</b> in all ({step.tokens_per_second / batch_size:,.1f} per sequence).</p>
 <table style="width:100%;border-collapse:collapse">
-<tr><td style="width:150px">memory traffic</td><td>{memory_bar}</td><td style="width:90px;text-align:right">{_duration(step.t_memory)}</td></tr>
-<tr><td>compute</td><td>{compute_bar}</td><td style="text-align:right">{_duration(step.t_compute)}</td></tr>
+<tr><td style="width:150px">memory traffic</td><td>{memory_bar}</td><td style="width:90px;text-align:right">{human_duration(step.t_memory)}</td></tr>
+<tr><td>compute</td><td>{compute_bar}</td><td style="text-align:right">{human_duration(step.t_compute)}</td></tr>
 </table>
 <p style="font-size:90%">
-<span style="color:{COLORS['weights']}">&#9632;</span> weight reads {human_bytes(step.weight_bytes_read)} ({_duration(step.t_weights)})
-&nbsp; <span style="color:{COLORS['kv']}">&#9632;</span> KV-cache reads {human_bytes(step.kv_bytes_read)} ({_duration(step.t_kv)})
-&nbsp; <span style="color:{COLORS['compute']}">&#9632;</span> compute {step.flops / 1e9:,.1f} GFLOP ({_duration(step.t_compute)})</p>
+<span style="color:{COLORS['weights']}">&#9632;</span> weight reads {human_bytes(step.weight_bytes_read)} ({human_duration(step.t_weights)})
+&nbsp; <span style="color:{COLORS['kv']}">&#9632;</span> KV-cache reads {human_bytes(step.kv_bytes_read)} ({human_duration(step.t_kv)})
+&nbsp; <span style="color:{COLORS['compute']}">&#9632;</span> compute {step.flops / 1e9:,.1f} GFLOP ({human_duration(step.t_compute)})</p>
 <p>{verdict}. Arithmetic intensity {step.arithmetic_intensity:,.1f} FLOP/byte vs this hardware's ridge point
 {hw.ridge_point(precision):,.1f}.<br>
 Memory: {human_bytes(step.memory_needed)} needed (weights + KV cache + activations) of {human_bytes(hw.memory_bytes)}: {fits}.</p>
 {f'<ul style="font-size:90%">{notes_html}</ul>' if notes else ''}
 </div>"""
-
-
-def hardware_controls(hardware: str, precision: str, context_len: int, batch_size: int, width: str = "520px"):
-    """The controls every cost dashboard shares: hardware, precision, context and batch sliders."""
-    import ipywidgets as widgets
-
-    hardware_box = widgets.Dropdown(
-        options=[(hardware_preset(n).label if n != "this-machine" else "This machine (measured)", n)
-                 for n in hardware_preset_names()], value=hardware, description="hardware")
-    precision_box = widgets.ToggleButtons(options=list(WEIGHT_BYTES), value=precision, description="precision")
-    wide = widgets.Layout(width=width)
-    context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context",
-                                          layout=wide)
-    batch_box = widgets.SelectionSlider(options=BATCH_CHOICES, value=batch_size, description="batch", layout=wide)
-    return hardware_box, precision_box, context_box, batch_box
 
 
 def decode_step_dashboard(model: str = "llama-2-7b", hardware: str = "a100-80gb", precision: str = "bf16",

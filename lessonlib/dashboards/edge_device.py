@@ -2,16 +2,19 @@
 
 Candidates: a mixture-of-experts model (all experts in memory, a few active per token), a dense model, that
 dense model pruned (unstructured, 2:4 or structured, at a chosen sparsity), and the course's tiny models
-measured in lesson 03. Arithmetic lives in :mod:`lessonlib.edge`; this module only lays it out.
+measured in lesson 03. Arithmetic lives in :mod:`lessonlib.costs.edge`; this module only lays it out.
 """
 from __future__ import annotations
 
 import html
 
-from ..costs import ModelSpec, human_bytes, model_preset, model_preset_label, model_preset_names
-from ..edge import PRUNING_KINDS, Assessment, Candidate, QualityCurve, assess, prune
-from ..hardware import hardware_preset
-from .decode_step import _duration, hardware_controls
+from ..core.units import human_bytes, human_duration
+from ..costs.edge import PRUNING_KINDS, Assessment, Candidate, assess, prune
+from ..costs.hardware import hardware_preset
+from ..costs.presets import model_preset, model_preset_label, model_preset_names
+from ..costs.spec import ModelSpec
+from ..lessons.quality_curve import QualityCurve
+from .controls import hardware_controls
 
 COLORS = {"weights": "#4C72B0", "KV cache": "#DD8452"}
 
@@ -101,7 +104,7 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
                 f"<td style='text-align:right'>{c.n_active_params() / 1e9:,.3g} B</td>"
                 f"<td style='width:180px'>{_memory_bar(a)}</td>"
                 f"<td style='text-align:right'>{human_bytes(a.memory_needed)}</td><td>{fits}</td>"
-                f"<td style='text-align:right'>{_duration(a.seconds_per_step)}</td>"
+                f"<td style='text-align:right'>{human_duration(a.seconds_per_step)}</td>"
                 f"<td style='text-align:right'>{a.tokens_per_second:,.1f}</td><td>{a.step.bound}</td>"
                 f"<td>{_quality(c, quality, group is tiny)}</td></tr>")
         if group is real and tiny:

@@ -72,7 +72,7 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size=1, bytes_
     },
     "q3_kv_calls_the_reference_cost_model": {
         "replace": {"q3_kv_answer": '''
-from lessonlib.costs import ModelSpec
+from lessonlib.costs.spec import ModelSpec
 
 def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size=1, bytes_per_value=2):
     spec = ModelSpec(name="x", model_type="llama", vocab_size=1, hidden_size=n_kv_heads * head_dim,

@@ -65,7 +65,7 @@ WRONG = {
         "replace": {"q1_answer": count_params_with(norms="0", final_norm="0")}, "expect": {"q1_tests": 0}},
     "q1_calls_the_reference_cost_model": {
         "replace": {"q1_answer": '''
-from lessonlib.costs import ModelSpec
+from lessonlib.costs.spec import ModelSpec
 
 def count_params(config):
     return ModelSpec.from_hf_config({"model_type": "llama", **config}).n_params()

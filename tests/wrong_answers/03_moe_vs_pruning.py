@@ -95,7 +95,7 @@ WRONG = {
         "replace": {"q1_answer": routing_with(largest=", largest=False")}, "expect": {"q1_routing_tests": 1}},
     "q1_routing_calls_the_reference": {
         "replace": {"q1_answer": '''
-from lessonlib.moe import load_balancing_loss, route
+from lessonlib.models.moe import load_balancing_loss, route
 
 def top_k_routing(router_logits, k):
     routing = route(router_logits, k)

@@ -13,7 +13,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Mapping
 
-PRECISIONS = ("fp32", "bf16", "int8")
+from ..core.timing import min_time
+
 THIS_MACHINE = "this-machine"
 
 
@@ -61,8 +62,6 @@ def hardware_preset(name: str) -> HardwareSpec:
 def this_machine() -> HardwareSpec:
     """Measure this computer once per session: best-of-several matmul FLOP/s and memory-copy bandwidth."""
     import torch
-
-    from .timing import min_time
 
     n = 1024
     flops = {}

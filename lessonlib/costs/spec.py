@@ -3,56 +3,19 @@
 ``ModelSpec.from_hf_config(d)`` reads a dict shaped like a Hugging Face ``config.json``. The fields that set
 the model's size (widths, depths, head counts, experts) are read from the config; what a config does not
 say (is the MLP gated? does attention carry biases? which norm?) is a property of the architecture, so it
-comes from the small table ``ARCHITECTURES`` keyed by ``model_type``, and a config key overrides it where
-transformers honours one (``attention_bias``, ``mlp_bias``, ``tie_word_embeddings``).
+comes from the table ``ARCHITECTURES`` of :mod:`lessonlib.costs.families`, keyed by ``model_type``, and a
+config key overrides it where transformers honours one (``attention_bias``, ``mlp_bias``,
+``tie_word_embeddings``).
 
 Conventions: one multiply-accumulate is 2 FLOPs; sizes are in bytes; "per token" means per generated token.
 """
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 from typing import Any, Mapping
 
-# -- architecture traits that a config.json leaves implicit ------------------------------------------------
-# norm: "layernorm" has weight and bias, "rmsnorm" a weight only.
-# qkv_bias / out_bias: biases on the q, k, v projections and on the output projection.
-# positions: "learned" adds a position-embedding table (GPT-2); "rotary" adds no parameters.
-ARCHITECTURES: dict[str, dict[str, Any]] = {
-    "gpt2": dict(norm="layernorm", gated_mlp=False, mlp_bias=True, qkv_bias=True, out_bias=True,
-                 positions="learned", tie_word_embeddings=True),
-    "llama": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
-                  positions="rotary", tie_word_embeddings=False),
-    "mistral": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
-                    positions="rotary", tie_word_embeddings=False),
-    "mixtral": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
-                    positions="rotary", tie_word_embeddings=False),
-    "qwen2": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=True, out_bias=False,
-                  positions="rotary", tie_word_embeddings=False),
-    "gemma": dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out_bias=False,
-                  positions="rotary", tie_word_embeddings=True),
-}
-
-# What transformers assumes for a size key that a config leaves out (an explicit null means "derive it":
-# KV heads = attention heads, head_dim = hidden / heads). Mirrored so that counts stay exact.
-FAMILY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "gpt2": {}, "llama": {},
-    "mistral": {"num_key_value_heads": 8, "sliding_window": 4096},
-    "mixtral": {"num_key_value_heads": 8, "num_local_experts": 8, "num_experts_per_tok": 2},
-    "qwen2": {"num_key_value_heads": 32},
-    "gemma": {"num_key_value_heads": 16, "head_dim": 256},
-}
-
-# config.json spells the same quantity differently across families; the first key present wins.
-_FIELD_NAMES = {
-    "hidden_size": ("hidden_size", "n_embd", "d_model"),
-    "n_layers": ("num_hidden_layers", "n_layer"),
-    "n_heads": ("num_attention_heads", "n_head"),
-    "vocab_size": ("vocab_size",),
-}
+from ..core.checks import require_count
+from .families import ARCHITECTURES, FAMILY_DEFAULTS, FIELD_NAMES
 
 
 class ConfigError(ValueError):
@@ -200,12 +163,15 @@ class ModelSpec:
         """Positions the cache holds: a sliding-window model keeps only the last ``sliding_window``."""
         return min(seq_len, self.sliding_window) if self.sliding_window else seq_len
 
+    def kv_cache_bytes_per_token(self, bytes_per_value: float = 2) -> float:
+        """Bytes one cached position of one sequence takes: a key and a value per layer and KV head."""
+        return 2 * self.n_layers * self.n_kv_heads * self.head_dim * bytes_per_value
+
     def kv_cache_bytes(self, seq_len: int, batch_size: int = 1, bytes_per_value: float = 2) -> float:
         """Keys and values of every layer and KV head for ``seq_len`` tokens of ``batch_size`` sequences."""
-        _check_count("seq_len", seq_len, allow_zero=True)
-        _check_count("batch_size", batch_size)
-        per_token = 2 * self.n_layers * self.n_kv_heads * self.head_dim  # 2: one key and one value
-        return per_token * self.kv_cache_tokens(seq_len) * batch_size * bytes_per_value
+        require_count("seq_len", seq_len, allow_zero=True)
+        require_count("batch_size", batch_size)
+        return self.kv_cache_bytes_per_token(bytes_per_value) * self.kv_cache_tokens(seq_len) * batch_size
 
     def weight_bytes(self, bytes_per_param: float = 2) -> float:
         return self.n_params() * bytes_per_param
@@ -217,14 +183,21 @@ class ModelSpec:
         """The output projection multiplies by a vocab x hidden matrix, tied to the input table or not."""
         return self.vocab_size * self.hidden_size
 
+    def attention_flops(self, attended_positions):
+        """FLOPs of attention for one query token attending to ``attended_positions`` positions (a number or
+        a NumPy array of them): the scores q.k and the weighted sum of values are 2 products of head_dim per
+        position, per query head, per layer, at 2 FLOPs per multiply-accumulate. The one place this formula
+        lives: decode, prefill and whole-request predictions all call it."""
+        return 2 * 2 * self.n_layers * self.n_heads * self.head_dim * attended_positions
+
     def attention_flops_per_token(self, context_len: int) -> int:
-        """Scores q.k over the attended positions and the weighted sum of values: 2 products of head_dim
-        per position, per query head, per layer."""
-        return 2 * 2 * self.n_layers * self.n_heads * self.head_dim * self.kv_cache_tokens(context_len + 1)
+        """Attention FLOPs of one decode step with ``context_len`` tokens cached (it attends to the cached
+        positions and itself, at most the window)."""
+        return self.attention_flops(self.kv_cache_tokens(context_len + 1))
 
     def flops_per_token(self, context_len: int) -> int:
         """FLOPs to generate one token with ``context_len`` tokens already in the KV cache."""
-        _check_count("context_len", context_len, allow_zero=True)
+        require_count("context_len", context_len, allow_zero=True)
         return 2 * self.matmul_params_per_token() + self.attention_flops_per_token(context_len)
 
     def attended_positions_in_prefill(self, n_tokens: int) -> int:
@@ -236,10 +209,10 @@ class ModelSpec:
     def prefill_flops(self, n_tokens: int, batch_size: int = 1) -> int:
         """FLOPs to process an ``n_tokens`` prompt in one pass. Every position goes through every layer;
         the output projection runs for the last position only (generation needs only the next token)."""
-        _check_count("n_tokens", n_tokens)
-        _check_count("batch_size", batch_size)
+        require_count("n_tokens", n_tokens)
+        require_count("batch_size", batch_size)
         body = 2 * (self.matmul_params_per_token() - self.lm_head_matmul_params()) * n_tokens
-        attention = 2 * 2 * self.n_layers * self.n_heads * self.head_dim * self.attended_positions_in_prefill(n_tokens)
+        attention = self.attention_flops(self.attended_positions_in_prefill(n_tokens))
         return batch_size * (body + attention + 2 * self.lm_head_matmul_params())
 
     # -- bytes moved --------------------------------------------------------------------------------------
@@ -285,43 +258,12 @@ class ModelSpec:
         return batch_size * (n_tokens * per_position * bytes_per_value + self.vocab_size * 4)
 
 
-# -- presets shipped as data --------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _preset_configs() -> dict[str, dict[str, Any]]:
-    folder = resources.files("lessonlib") / "data" / "models"
-    configs = {}
-    for entry in folder.iterdir():
-        if entry.name.endswith(".json"):
-            config = json.loads(entry.read_text())
-            configs[config["_name"]] = config
-    return configs
-
-
-@lru_cache(maxsize=None)
-def model_preset_names() -> tuple[str, ...]:
-    """Names of the shipped presets, smallest model first."""
-    return tuple(sorted(_preset_configs(), key=lambda n: model_preset(n).n_params()))
-
-
-def model_preset_label(name: str) -> str:
-    """The human-readable name of a preset ("Llama-2-7B")."""
-    return model_preset(name).name
-
-
-def model_preset(name: str) -> ModelSpec:
-    """A real model's shape, from the config.json shipped in lessonlib/data/models (with its source)."""
-    configs = _preset_configs()
-    if name not in configs:
-        raise KeyError(f"no model preset {name!r}; choose one of: {', '.join(model_preset_names())}")
-    return ModelSpec.from_hf_config(configs[name], name=configs[name].get("_label", name))
-
-
 # -- validation helpers -------------------------------------------------------------------------------------
 def _lookup(config: Mapping[str, Any], field_name: str) -> tuple[str, Any]:
-    for key in _FIELD_NAMES.get(field_name, (field_name,)):
+    for key in FIELD_NAMES.get(field_name, (field_name,)):
         if config.get(key) is not None:
             return key, config[key]
-    names = " or ".join(_FIELD_NAMES.get(field_name, (field_name,)))
+    names = " or ".join(FIELD_NAMES.get(field_name, (field_name,)))
     raise ConfigError(f"the config has no {names}")
 
 
@@ -339,20 +281,3 @@ def _optional_positive_int(config: Mapping[str, Any], key: str, default: int | N
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{key} must be a positive integer, got {value!r}")
     return value
-
-
-def _check_count(name: str, value: Any, allow_zero: bool = False) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {value!r}")
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    if not math.isfinite(n):
-        return str(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"

@@ -9,7 +9,8 @@ says the pass takes as long as the slower of the two:
 
 The overhead term is zero for the datasheet presets (an ideal implementation). On a CPU running a small
 PyTorch model it is not: each layer costs a fixed few microseconds of operator dispatch whatever its size.
-``Overheads`` holds that cost, measured on this machine by ``lessonlib.calibration``.
+:class:`~lessonlib.costs.overheads.Overheads` holds that cost, measured on this machine by
+:mod:`lessonlib.measure.calibration`.
 """
 from __future__ import annotations
 
@@ -17,26 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .costs import ModelSpec
+from ..core.checks import require_count
 from .hardware import HardwareSpec
-
-# Bytes per weight and per cached key/value at each precision. int8 stores weights in one byte and keeps
-# the KV cache in bf16, as common int8 serving setups do.
-WEIGHT_BYTES = {"fp32": 4, "bf16": 2, "int8": 1}
-KV_BYTES = {"fp32": 4, "bf16": 2, "int8": 2}
-
-
-@dataclass(frozen=True)
-class Overheads:
-    """Fixed software costs of one forward pass, independent of the data size."""
-    per_pass: float = 0.0    # seconds per forward call: Python, embedding lookup, sampling
-    per_layer: float = 0.0   # seconds per layer per forward call: operator dispatch, kernel launches
-
-    def seconds(self, n_layers: int) -> float:
-        return self.per_pass + n_layers * self.per_layer
-
-
-NO_OVERHEAD = Overheads()
+from .memory import MemoryFit, memory_breakdown
+from .overheads import NO_OVERHEAD, Overheads
+from .precision import check_precision, kv_bytes, weight_bytes
+from .spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -99,44 +86,36 @@ class PassCost:
         return self.flops / (self.weight_bytes_read + self.kv_bytes_read)
 
     @property
+    def memory_fit(self) -> MemoryFit:
+        """What must be resident against the hardware's memory."""
+        return MemoryFit(self.memory, self.hardware.memory_bytes)
+
+    @property
     def memory_needed(self) -> float:
-        return sum(self.memory.values())
+        return self.memory_fit.needed
 
     @property
     def fits(self) -> bool:
-        return self.memory_needed <= self.hardware.memory_bytes
+        return self.memory_fit.fits
 
 
-def _check(precision: str, **counts: int) -> None:
-    if precision not in WEIGHT_BYTES:
-        raise ValueError(f"precision must be one of {', '.join(WEIGHT_BYTES)}, got {precision!r}")
+def check_pass(precision: str, **counts: int) -> None:
+    """A known precision, and counts that are whole numbers: ``context_len`` may be 0, the others must be
+    positive."""
+    check_precision(precision)
     for name, value in counts.items():
-        minimum = 0 if name == "context_len" else 1
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            kind = "non-negative" if minimum == 0 else "positive"
-            raise ValueError(f"{name} must be a {kind} integer, got {value!r}")
-
-
-def memory_breakdown(model: ModelSpec, precision: str, context_len: int, batch_size: int = 1) -> dict[str, float]:
-    """Bytes that must be resident to serve ``batch_size`` sequences of ``context_len`` tokens: the weights,
-    the KV cache, and the peak activations (a prefill of the whole context is the worst case)."""
-    _check(precision, context_len=context_len, batch_size=batch_size)
-    return {
-        "weights": model.weight_bytes(WEIGHT_BYTES[precision]),
-        "KV cache": model.kv_cache_bytes(context_len, batch_size, KV_BYTES[precision]),
-        "activations": model.activation_bytes(max(context_len, 1), batch_size, KV_BYTES[precision]),
-    }
+        require_count(name, value, allow_zero=name == "context_len")
 
 
 def decode_step(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16", context_len: int = 1024,
                 batch_size: int = 1, overheads: Overheads = NO_OVERHEAD) -> PassCost:
     """One decode step with ``context_len`` tokens already cached, for ``batch_size`` sequences."""
-    _check(precision, context_len=context_len, batch_size=batch_size)
+    check_pass(precision, context_len=context_len, batch_size=batch_size)
     return PassCost(
         phase="decode", model=model, hardware=hardware, precision=precision, context_len=context_len,
         batch_size=batch_size,
-        weight_bytes_read=model.weight_bytes_read(batch_size, WEIGHT_BYTES[precision]),
-        kv_bytes_read=model.kv_cache_bytes(context_len + 1, batch_size, KV_BYTES[precision]),
+        weight_bytes_read=model.weight_bytes_read(batch_size, weight_bytes(precision)),
+        kv_bytes_read=model.kv_cache_bytes(context_len + 1, batch_size, kv_bytes(precision)),
         flops=batch_size * model.flops_per_token(context_len),
         memory=memory_breakdown(model, precision, context_len + 1, batch_size),
         overhead_seconds=overheads.seconds(model.n_layers))
@@ -145,12 +124,12 @@ def decode_step(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16
 def prefill(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16", n_tokens: int = 1024,
             batch_size: int = 1, overheads: Overheads = NO_OVERHEAD) -> PassCost:
     """Processing an ``n_tokens`` prompt for each of ``batch_size`` sequences in one forward pass."""
-    _check(precision, n_tokens=n_tokens, batch_size=batch_size)
+    check_pass(precision, n_tokens=n_tokens, batch_size=batch_size)
     return PassCost(
         phase="prefill", model=model, hardware=hardware, precision=precision, context_len=n_tokens,
         batch_size=batch_size,
-        weight_bytes_read=model.weight_bytes_read(n_tokens * batch_size, WEIGHT_BYTES[precision]),
-        kv_bytes_read=model.kv_cache_bytes(n_tokens, batch_size, KV_BYTES[precision]),
+        weight_bytes_read=model.weight_bytes_read(n_tokens * batch_size, weight_bytes(precision)),
+        kv_bytes_read=model.kv_cache_bytes(n_tokens, batch_size, kv_bytes(precision)),
         flops=model.prefill_flops(n_tokens, batch_size),
         memory=memory_breakdown(model, precision, n_tokens, batch_size),
         overhead_seconds=overheads.seconds(model.n_layers))
@@ -187,15 +166,14 @@ def generation(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16"
                new_tokens: int = 256, batch_size: int = 1, overheads: Overheads = NO_OVERHEAD) -> Generation:
     """Predicted time of a request: the decode steps are summed in closed form over the growing context
     (vectorized, so a 100k-token answer costs microseconds to predict)."""
-    _check(precision, prompt_len=prompt_len, new_tokens=new_tokens, batch_size=batch_size)
+    check_pass(precision, prompt_len=prompt_len, new_tokens=new_tokens, batch_size=batch_size)
     first = prefill(model, hardware, precision, prompt_len, batch_size, overheads)
     contexts = np.arange(prompt_len, prompt_len + new_tokens, dtype=np.float64)
     attended = np.minimum(contexts + 1, model.sliding_window or np.inf)
-    kv_per_token = model.kv_cache_bytes(1, batch_size, KV_BYTES[precision])
-    t_memory = (model.weight_bytes_read(batch_size, WEIGHT_BYTES[precision]) + kv_per_token * attended) \
+    kv_per_token = batch_size * model.kv_cache_bytes_per_token(kv_bytes(precision))
+    t_memory = (model.weight_bytes_read(batch_size, weight_bytes(precision)) + kv_per_token * attended) \
         / hardware.memory_bandwidth
-    attention_per_position = 4 * model.n_layers * model.n_heads * model.head_dim
-    t_compute = batch_size * (2 * model.matmul_params_per_token() + attention_per_position * attended) \
+    t_compute = batch_size * (2 * model.matmul_params_per_token() + model.attention_flops(attended)) \
         / hardware.flops_for(precision)
     decode_seconds = float(np.maximum(t_memory, t_compute).sum()) + new_tokens * overheads.seconds(model.n_layers)
     last = decode_step(model, hardware, precision, prompt_len + new_tokens - 1, batch_size, overheads)

@@ -146,7 +146,7 @@ def uses_reference(func: Callable, *references: Any) -> bool:
         return isinstance(module, str) and any(
             module == m or module.startswith(m + ".") for m in forbidden_modules)
 
-    if is_forbidden(func):   # the answer *is* the reference: `from lessonlib.moe import load_balancing_loss`
+    if is_forbidden(func):   # the answer *is* the reference: `from lessonlib.models.moe import load_balancing_loss`
         return True
     code = getattr(func, "__code__", None)
     if code is None:

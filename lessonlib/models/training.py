@@ -1,6 +1,5 @@
-"""A small, reproducible training loop (AdamW, warmup then cosine learning rate, gradient clipping, fixed
-seeds, a tqdm progress bar, periodic validation) and the measures of a trained model: validation loss on fixed
-batches, loss on the answers alone, and exact-match accuracy of greedy answers."""
+"""A small, reproducible training loop: AdamW, warmup then cosine learning rate, gradient clipping, fixed seeds,
+a tqdm progress bar, periodic validation (:func:`lessonlib.models.evaluation.evaluate`)."""
 from __future__ import annotations
 
 import math
@@ -9,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .corpus import TOKENIZER, Batch, Split, answer_span
+from .corpus import Batch, Split
+from .evaluation import evaluate
 
 
 @dataclass
@@ -24,16 +23,6 @@ class History:
     seconds: float = 0.0                                   # wall-clock time of the whole run
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: list[Batch]) -> float:
-    """Mean cross-entropy (nats per token) over fixed batches, in eval mode."""
-    was_training = model.training
-    model.eval()
-    losses = [model(x, y)[1].item() for x, y in batches]
-    model.train(was_training)
-    return sum(losses) / len(losses)
-
-
 def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
     """Linear warmup to ``peak`` over ``warmup`` steps, then a cosine down to a tenth of it at ``steps``."""
     if step < warmup:
@@ -43,7 +32,7 @@ def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
 
 
 def train(model: torch.nn.Module, data: Split, val_batches: list[Batch], *, steps: int, batch_size: int = 16,
-          block_size: int = 256, lr: float = 3e-3, warmup: int = 100, weight_decay: float = 0.1,
+          seq_len: int = 256, lr: float = 3e-3, warmup: int = 100, weight_decay: float = 0.1,
           grad_clip: float = 1.0, seed: int = 0, eval_every: int = 250, progress: bool = True,
           loss_fn: Callable | None = None, after_step: Callable | None = None) -> History:
     """Train ``model`` in place on random windows of ``data``; evaluate on ``val_batches`` every
@@ -65,8 +54,8 @@ def train(model: torch.nn.Module, data: Split, val_batches: list[Batch], *, step
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, steps, lr, warmup)
-        x, y = data.batch(batch_size, block_size, generator)
-        loss = loss_fn(model, x, y) if loss_fn else model(x, y)[1]
+        x, y = data.batch(batch_size, seq_len, generator)
+        loss = loss_fn(model, x, y) if loss_fn else model(x, y).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -82,45 +71,3 @@ def train(model: torch.nn.Module, data: Split, val_batches: list[Batch], *, step
     history.seconds = time.perf_counter() - start
     model.eval()
     return history
-
-
-def _by_answer_span(lines: list[str]) -> dict[tuple[int, int], list[str]]:
-    """Lines grouped so that each group can run as one batch: same question length, same answer length."""
-    groups: dict[tuple[int, int], list[str]] = {}
-    for line in lines:
-        span = answer_span(line)
-        if span[0] == span[1]:
-            raise ValueError(f"line {line!r} has no answer to score (no '>')")
-        groups.setdefault(span, []).append(line)
-    return groups
-
-
-@torch.no_grad()
-def answer_loss(model: torch.nn.Module, lines: list[str]) -> float:
-    """Mean cross-entropy (nats per character) of the answers of ``lines`` (what follows ``>``, and the
-    newline that ends it), each line scored after a newline as in the training stream. The question's
-    characters are random, so they are not scored: this is the loss of the part a model can get right."""
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    for (start, end), group in _by_answer_span(lines).items():
-        ids = torch.tensor([TOKENIZER.encode("\n" + line + "\n") for line in group])
-        logits, _ = model(ids[:, :-1])
-        # ids[:, i + 1] is character i of the line: the answer and its newline are ids[:, start+1 : end+2].
-        losses = F.cross_entropy(logits[:, start:end + 1].transpose(1, 2), ids[:, start + 1:end + 2],
-                                 reduction="sum")
-        total += losses.item()
-        count += len(group) * (end + 1 - start)
-    model.train(was_training)
-    return total / count
-
-
-def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
-    """Fraction of ``lines`` whose answer the model gets exactly right: greedy decoding after the ``>`` must
-    give the answer and then the newline that ends it. Questions of equal length are answered as one batch."""
-    right = 0
-    for (start, end), group in _by_answer_span(lines).items():
-        prompts = torch.tensor([TOKENIZER.encode("\n" + line[:start]) for line in group])
-        answers = model.generate(prompts, end - start + 1)[:, prompts.shape[1]:].tolist()
-        right += sum(TOKENIZER.decode(a) == line[start:end] + "\n" for line, a in zip(group, answers))
-    return right / len(lines)

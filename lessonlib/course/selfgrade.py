@@ -2,7 +2,7 @@
 
     make grade                                   # every lesson in notebooks/
     make grade NB=notebooks/00_orientation/00_orientation.ipynb
-    python -m lessonlib.selfgrade 00_orientation
+    python -m lessonlib.course.selfgrade 00_orientation
 
 Your notebook is copied into a throwaway nbgrader course and autograded there; nothing in the course folder
 changes except the feedback page written to reports/feedback/.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from .autograding import ScratchCourse, assignments, find_course_root
+from .autograde import ScratchCourse, assignments, find_course_root
 
 
 def _resolve(target: str, course_root: Path, known: list[str]) -> tuple[str, Path]:

@@ -1,4 +1,6 @@
-"""Dense, mixture-of-experts and pruned tiny models side by side, measured in one run on this machine.
+"""Lesson 03's measurements: dense, mixture-of-experts and pruned tiny models side by side in one run on this
+machine, a sparse weight against a dense one in a matrix product, an MoE layer against dense MLPs across batch
+sizes, and the quality curve the edge-device dashboard reads.
 
 For each model: parameters held in memory (and how many of them are zeros), parameters and FLOPs one token
 uses, the time of a decode step at batch 1 and at a larger batch, the time of a prefill, and three measures
@@ -9,20 +11,17 @@ background load hits all models alike and the ratios between them are what this 
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from .calibration import decode_steps, spec_of
-from .corpus import make_lines
-from .timing import interleaved_min_times
-from .training import answer_loss, evaluate, exact_match
-
-
-def task_lines(n_per_task: int = 100, seed: int = 77) -> list[str]:
-    """Questions of the four sub-tasks that have answers (copy, reverse, sort, add), ``n_per_task`` each."""
-    return [line for tag in "crsa" for line in make_lines(n_per_task, seed, tasks=[tag])]
+from ..core.timing import interleaved_min_times
+from ..measure.decode import decode_steps, prefill_run
+from ..models.cost_spec import spec_of
+from ..models.evaluation import answer_loss, evaluate, exact_match, task_lines
+from ..models.moe import ExpertWeights, moe_mlp
 
 
 @dataclass(frozen=True)
@@ -52,18 +51,6 @@ def count_zeros(model: torch.nn.Module) -> int:
     return sum(int((p == 0).sum()) for name, p in model.named_parameters() if name.startswith("h.") and p.dim() >= 2)
 
 
-def _prefill(model, prompt_len: int):
-    """A function that prefills one prompt of ``prompt_len`` tokens into a rewound cache."""
-    ids = torch.randint(0, model.config.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(1))
-    cache = model.new_cache(1, prompt_len)
-
-    def run() -> None:
-        with torch.inference_mode():
-            cache.length = 0
-            model.prefill(ids, cache)
-    return run
-
-
 DECODE_STEPS = 4   # decode steps per timed call
 
 
@@ -79,7 +66,7 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
     for name, (model, _) in models.items():
         runs[name, "decode"] = decode_steps(model, context_len, 1, DECODE_STEPS)
         runs[name, "batch"] = decode_steps(model, context_len, batch_size, DECODE_STEPS)
-        runs[name, "prefill"] = _prefill(model, prompt_len)
+        runs[name, "prefill"] = prefill_run(model, prompt_len)
     best = interleaved_min_times(runs, repeats, warmup=0)
     rows = []
     for name, (model, kind) in models.items():
@@ -113,8 +100,6 @@ def time_sparse_matmul(sparsities=(0.5, 0.8, 0.95), batch_size: int = 1, n_in: i
     ``batch_size`` rows of ``x``) against the same product with magnitude-pruned weights kept dense, the
     same weights in PyTorch's CSR format, and a structurally pruned (narrower) dense matrix. Interleaved
     timings; times are returned as ratios to the dense product's (below 1: faster)."""
-    import warnings
-
     for s in sparsities:
         if not 0 <= s < 1:
             raise ValueError(f"sparsities must be in [0, 1), got {s!r}")
@@ -150,37 +135,38 @@ class MoELayerTiming:
     dense_active_ms: tuple[float, ...]     # a dense MLP as wide as the top_k experts together
     dense_total_ms: tuple[float, ...]      # a dense MLP as wide as all the experts together
     experts_touched: tuple[float, ...]     # distinct experts a batch's tokens chose (mean over draws)
-    expected_touched: tuple[float, ...]    # n_expert * (1 - (1 - top_k / n_expert) ** batch)
+    expected_touched: tuple[float, ...]    # n_experts * (1 - (1 - top_k / n_experts) ** batch)
     weight_bytes: int                      # the MoE layer's expert weight matrices (fp32)
 
 
-def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden: int = 1024, n_inner: int = 2048, n_expert: int = 8,
-                   top_k: int = 2, repeats: int = 5, draws: int = 20) -> MoELayerTiming:
-    """Time the MoE feed-forward block (:func:`lessonlib.moe.moe_mlp`, random weights and router, fp32) on
-    batches of tokens, interleaved with a dense MLP of the same active width (``top_k * n_inner``) and one of
-    the same total width (``n_expert * n_inner``). Sized so that the weights do not fit in a CPU cache: the
-    time then follows the bytes of the experts a batch touches."""
-    from .moe import ExpertWeights, moe_mlp
-
-    if not 1 <= top_k <= n_expert:
-        raise ValueError(f"top_k must be between 1 and n_expert ({n_expert}), got {top_k}")
+def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden_size: int = 1024, intermediate_size: int = 2048,
+                   n_experts: int = 8, experts_per_token: int = 2, repeats: int = 5,
+                   draws: int = 20) -> MoELayerTiming:
+    """Time the MoE feed-forward block (:func:`lessonlib.models.moe.moe_mlp`, random weights and router, fp32)
+    on batches of tokens, interleaved with a dense MLP of the same active width
+    (``experts_per_token * intermediate_size``) and one of the same total width
+    (``n_experts * intermediate_size``). Sized so that the weights do not fit in a CPU cache: the time then
+    follows the bytes of the experts a batch touches."""
+    top_k = experts_per_token
+    if not 1 <= top_k <= n_experts:
+        raise ValueError(f"experts_per_token must be between 1 and n_experts ({n_experts}), got {top_k}")
     if any(b < 1 for b in batch_sizes):
         raise ValueError(f"batch sizes must be positive, got {batch_sizes}")
     g = torch.Generator().manual_seed(0)
-    scale = hidden ** -0.5
-    experts = ExpertWeights(router=torch.randn(hidden, n_expert, generator=g) * scale,
-                            fc_weight=torch.randn(n_expert, hidden, n_inner, generator=g) * scale,
-                            fc_bias=torch.zeros(n_expert, n_inner),
-                            proj_weight=torch.randn(n_expert, n_inner, hidden, generator=g) * scale,
-                            proj_bias=torch.zeros(n_expert, hidden))
+    scale = hidden_size ** -0.5
+    experts = ExpertWeights(router=torch.randn(hidden_size, n_experts, generator=g) * scale,
+                            fc_weight=torch.randn(n_experts, hidden_size, intermediate_size, generator=g) * scale,
+                            fc_bias=torch.zeros(n_experts, intermediate_size),
+                            proj_weight=torch.randn(n_experts, intermediate_size, hidden_size, generator=g) * scale,
+                            proj_bias=torch.zeros(n_experts, hidden_size))
 
     def dense(width: int):
-        w1 = torch.randn(hidden, width, generator=g) * scale
-        w2 = torch.randn(width, hidden, generator=g) * scale
+        w1 = torch.randn(hidden_size, width, generator=g) * scale
+        w2 = torch.randn(width, hidden_size, generator=g) * scale
         return lambda x: F.gelu(x @ w1, approximate="tanh") @ w2
 
-    dense_active, dense_total = dense(top_k * n_inner), dense(n_expert * n_inner)
-    inputs = {b: torch.randn(b, hidden, generator=g) for b in batch_sizes}
+    dense_active, dense_total = dense(top_k * intermediate_size), dense(n_experts * intermediate_size)
+    inputs = {b: torch.randn(b, hidden_size, generator=g) for b in batch_sizes}
     runs = {(b, name): (lambda fn=fn, x=inputs[b]: fn(x)) for b in batch_sizes
             for name, fn in (("moe", lambda x: moe_mlp(x, experts, top_k, renormalize=True)[0]),
                              ("active", dense_active), ("total", dense_total))}
@@ -188,7 +174,7 @@ def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden: int = 1024, n_inner
         best = interleaved_min_times(runs, repeats)
         touched = []
         for b in batch_sizes:
-            counts = [len(torch.topk(torch.randn(b, hidden, generator=g) @ experts.router, top_k).indices.unique())
+            counts = [len(torch.topk(torch.randn(b, hidden_size, generator=g) @ experts.router, top_k).indices.unique())
                       for _ in range(draws)]
             touched.append(sum(counts) / draws)
     ms = {key: 1e3 * t for key, t in best.items()}
@@ -196,5 +182,5 @@ def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden: int = 1024, n_inner
         batch_sizes=tuple(batch_sizes), moe_ms=tuple(ms[b, "moe"] for b in batch_sizes),
         dense_active_ms=tuple(ms[b, "active"] for b in batch_sizes),
         dense_total_ms=tuple(ms[b, "total"] for b in batch_sizes), experts_touched=tuple(touched),
-        expected_touched=tuple(n_expert * (1 - (1 - top_k / n_expert) ** b) for b in batch_sizes),
+        expected_touched=tuple(n_experts * (1 - (1 - top_k / n_experts) ** b) for b in batch_sizes),
         weight_bytes=sum(t.numel() * t.element_size() for t in (experts.fc_weight, experts.proj_weight)))

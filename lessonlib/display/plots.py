@@ -5,8 +5,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .hardware import HardwareSpec
-from .roofline import PassCost
+from ..costs.hardware import HardwareSpec
+from ..costs.roofline import PassCost
 
 
 def roofline(ax, hardware: Sequence[HardwareSpec], precision: str = "bf16", passes: Iterable[PassCost] = (),

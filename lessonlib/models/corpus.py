@@ -175,25 +175,25 @@ class Split:
     """A token stream (the lines joined by newlines) and deterministic batches of it."""
     tokens: torch.Tensor   # 1-D, int64
 
-    def _windows(self, starts: list[int], block_size: int) -> Batch:
-        x = torch.stack([self.tokens[s:s + block_size] for s in starts])
-        y = torch.stack([self.tokens[s + 1:s + block_size + 1] for s in starts])
+    def _windows(self, starts: list[int], seq_len: int) -> Batch:
+        x = torch.stack([self.tokens[s:s + seq_len] for s in starts])
+        y = torch.stack([self.tokens[s + 1:s + seq_len + 1] for s in starts])
         return x, y
 
-    def batch(self, batch_size: int, block_size: int, generator: torch.Generator) -> Batch:
-        """Windows at random offsets: inputs x (batch_size, block_size) and targets y, x shifted by one."""
-        starts = torch.randint(0, len(self.tokens) - block_size, (batch_size,), generator=generator)
-        return self._windows(starts.tolist(), block_size)
+    def batch(self, batch_size: int, seq_len: int, generator: torch.Generator) -> Batch:
+        """Windows at random offsets: inputs x (batch_size, seq_len) and targets y, x shifted by one."""
+        starts = torch.randint(0, len(self.tokens) - seq_len, (batch_size,), generator=generator)
+        return self._windows(starts.tolist(), seq_len)
 
-    def fixed_batches(self, n_batches: int, batch_size: int, block_size: int) -> list[Batch]:
+    def fixed_batches(self, n_batches: int, batch_size: int, seq_len: int) -> list[Batch]:
         """Evenly spaced windows: the same evaluation data on every machine and every call."""
         count = n_batches * batch_size
-        stride = (len(self.tokens) - block_size - 1) // count
+        stride = (len(self.tokens) - seq_len - 1) // count
         if stride < 1:
             raise ValueError(f"a stream of {len(self.tokens)} tokens is too short for {count} windows of "
-                             f"{block_size + 1} tokens")
+                             f"{seq_len + 1} tokens")
         starts = [i * stride for i in range(count)]
-        return [self._windows(starts[b * batch_size:(b + 1) * batch_size], block_size) for b in range(n_batches)]
+        return [self._windows(starts[b * batch_size:(b + 1) * batch_size], seq_len) for b in range(n_batches)]
 
 
 TRAIN_SEED, VALIDATION_SEED = 1234, 5678

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .timing import min_time
+from ..core.timing import min_time
 
 CATEGORIES = {
     "architecture": "Efficient architecture design: change the model's structure so each token needs fewer "
@@ -76,13 +76,6 @@ TRADE_OPTIONS = {
     "C": "It saves both memory and compute, at no cost.",
     "D": "It gives up some accuracy to save compute.",
 }
-
-
-def show(options: dict[str, str], title: str = "") -> None:
-    """Display a dict of options (key -> text) as a two-column table in the notebook."""
-    from .display import table
-
-    table(["key", title or "option"], [(f"<code>{key}</code>", text) for key, text in options.items()])
 
 
 @dataclass(frozen=True)

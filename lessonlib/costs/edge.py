@@ -17,8 +17,8 @@ Lesson 03's simulator compares the two ways of making a model cheaper that the l
   - ``"structured"``: whole MLP channels and key/value head groups are removed, leaving a smaller dense model
     that saves memory, bytes read and FLOPs alike.
 
-Embeddings, norms and biases are never pruned (the same convention as ``lessonlib.pruning``).
-Decode time is the roofline of :mod:`lessonlib.roofline`: the slower of bytes moved / bandwidth and FLOPs /
+Embeddings, norms and biases are never pruned (the same convention as :mod:`lessonlib.models.pruning`).
+Decode time is the roofline of :mod:`lessonlib.costs.roofline`: the slower of bytes moved / bandwidth and FLOPs /
 peak FLOP/s, for one decode step of ``batch_size`` sequences.
 
     phone = hardware_preset("phone-snapdragon-8-gen-3")
@@ -29,13 +29,15 @@ peak FLOP/s, for one decode step of ``batch_size`` sequences.
 """
 from __future__ import annotations
 
-import bisect
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .costs import ModelSpec
+from ..core.checks import require_sparsity
 from .hardware import HardwareSpec
-from .roofline import KV_BYTES, WEIGHT_BYTES, PassCost, _check
+from .memory import MemoryFit
+from .precision import kv_bytes, weight_bytes
+from .roofline import PassCost, check_pass
+from .spec import ModelSpec
 
 PRUNING_KINDS = ("unstructured", "2:4", "structured")
 KINDS = ("dense", "moe") + PRUNING_KINDS
@@ -52,7 +54,7 @@ def structured_spec(spec: ModelSpec, sparsity: float) -> ModelSpec:
     """The smaller dense model left after removing a fraction ``sparsity`` of every layer's MLP channels and
     of its key/value head groups (each group: one KV head and the query heads that share it). Head counts
     are whole numbers, so the attention keeps at least one group and rounds to the nearest group."""
-    _check_sparsity(sparsity)
+    require_sparsity(sparsity)
     group = spec.n_heads // spec.n_kv_heads
     kv_kept = max(1, round(spec.n_kv_heads * (1 - sparsity)))
     return dataclasses.replace(spec, name=f"{spec.name} structured {sparsity:.0%}", n_kv_heads=kv_kept,
@@ -73,7 +75,7 @@ class Candidate:
             object.__setattr__(self, "kind", "moe" if self.spec.n_experts > 1 else "dense")
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        _check_sparsity(self.sparsity)
+        require_sparsity(self.sparsity)
         if self.kind == "2:4" and self.sparsity != 0.5:
             raise ValueError("2:4 pruning removes exactly half of the weights: use sparsity=0.5")
         if self.kind in ("dense", "moe") and self.sparsity:
@@ -106,14 +108,14 @@ class Candidate:
 
     def weight_bytes(self, precision: str) -> float:
         """Bytes the stored weights take in memory."""
-        b = WEIGHT_BYTES[precision]
+        b = weight_bytes(precision)
         prunable = prunable_params(self.spec)
         return (self.spec.n_params() - prunable) * b + prunable * self._bytes_per_pruned_param(b)
 
     def weight_bytes_read(self, n_tokens: int, precision: str) -> float:
         """Weight bytes one forward pass over ``n_tokens`` tokens streams: the spec's count (MoE: only the
         experts the tokens pick), with the pruned matrices at their stored size."""
-        b = WEIGHT_BYTES[precision]
+        b = weight_bytes(precision)
         spec = self.spec
         touched = spec.expected_experts_touched(n_tokens)   # 1 for a dense model
         read_prunable = spec.n_layers * (spec.attention_weight_params() + touched * spec.expert_weight_params())
@@ -144,12 +146,16 @@ class Assessment:
     step: PassCost                      # one decode step (roofline)
 
     @property
+    def memory_fit(self) -> MemoryFit:
+        return MemoryFit(self.memory, self.budget_bytes)
+
+    @property
     def memory_needed(self) -> float:
-        return sum(self.memory.values())
+        return self.memory_fit.needed
 
     @property
     def fits(self) -> bool:
-        return self.memory_needed <= self.budget_bytes
+        return self.memory_fit.fits
 
     @property
     def seconds_per_step(self) -> float:
@@ -170,51 +176,15 @@ def assess(candidate: Candidate, device: HardwareSpec, precision: str = "int8", 
            batch_size: int = 1, memory_fraction: float = 1.0) -> Assessment:
     """Memory needed (weights + KV cache of ``batch_size`` sequences of ``context_len`` tokens) against the
     ``memory_fraction`` of the device's memory left for the model, and one decode step's roofline time."""
-    _check(precision, context_len=context_len, batch_size=batch_size)
+    check_pass(precision, context_len=context_len, batch_size=batch_size)
     if not 0 < memory_fraction <= 1:
         raise ValueError(f"memory_fraction is the share of the device's memory the model may use, in (0, 1]; "
                          f"got {memory_fraction!r}")
     spec = candidate.spec
     memory = {"weights": candidate.weight_bytes(precision),
-              "KV cache": spec.kv_cache_bytes(context_len, batch_size, KV_BYTES[precision])}
+              "KV cache": spec.kv_cache_bytes(context_len, batch_size, kv_bytes(precision))}
     step = PassCost(phase="decode", model=spec, hardware=device, precision=precision, context_len=context_len,
                     batch_size=batch_size, weight_bytes_read=candidate.weight_bytes_read(batch_size, precision),
-                    kv_bytes_read=spec.kv_cache_bytes(context_len + 1, batch_size, KV_BYTES[precision]),
+                    kv_bytes_read=spec.kv_cache_bytes(context_len + 1, batch_size, kv_bytes(precision)),
                     flops=batch_size * candidate.flops_per_token(context_len), memory=memory)
     return Assessment(candidate, device, memory_fraction * device.memory_bytes, memory, step)
-
-
-@dataclass
-class QualityCurve:
-    """A quality metric measured on the course's tiny models: for the dense model, the MoE model, and the
-    dense model pruned by each kind at the sparsities measured (e.g. exact-match accuracy on the sub-tasks'
-    answers). ``change`` is the relative change against the dense model, interpolated linearly between
-    measured sparsities, and None outside them (no extrapolation)."""
-    metric: str                    # what was measured, for display: "exact match"
-    dense: float
-    moe: float | None = None
-    pruned: dict[str, list[tuple[float, float]]] = field(default_factory=dict)   # kind -> [(sparsity, value)]
-
-    def value(self, kind: str, sparsity: float = 0.0) -> float | None:
-        if kind == "dense" or (kind in PRUNING_KINDS and sparsity == 0):
-            return self.dense
-        if kind == "moe":
-            return self.moe
-        points = sorted({0.0: self.dense, **dict(self.pruned.get(kind, []))}.items())
-        if len(points) < 2 or not points[0][0] <= sparsity <= points[-1][0]:
-            return None
-        i = bisect.bisect_left([s for s, _ in points], sparsity)
-        if points[i][0] == sparsity:
-            return points[i][1]
-        (s0, v0), (s1, v1) = points[i - 1], points[i]
-        return v0 + (v1 - v0) * (sparsity - s0) / (s1 - s0)
-
-    def change(self, kind: str, sparsity: float = 0.0) -> float | None:
-        """Relative change against the dense model (-0.2: 20% lower than dense)."""
-        value = self.value(kind, sparsity)
-        return None if value is None else value / self.dense - 1
-
-
-def _check_sparsity(sparsity: float) -> None:
-    if not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity is the fraction of weights removed, in [0, 1); got {sparsity!r}")

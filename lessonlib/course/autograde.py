@@ -23,7 +23,7 @@ def find_course_root(start: Path | None = None) -> Path:
     """The folder holding nbgrader_config.py and solutions/: the current folder or one above it, else the
     checkout lessonlib was installed from."""
     candidates = [Path(start or Path.cwd()).resolve()]
-    candidates += list(candidates[0].parents) + [Path(__file__).resolve().parents[1]]
+    candidates += list(candidates[0].parents) + [Path(__file__).resolve().parents[2]]
     for folder in candidates:
         if (folder / CONFIG_FILE).is_file() and (folder / "solutions").is_dir():
             return folder

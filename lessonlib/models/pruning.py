@@ -27,6 +27,7 @@ from typing import Iterable
 import torch
 import torch.nn as nn
 
+from ..core.checks import require_sparsity
 from .corpus import Batch, Split
 from .tinygpt import MLP, Block, CausalSelfAttention, TinyGPT
 from .training import History, train
@@ -63,11 +64,6 @@ def _check_block(block: nn.Module, index: int) -> None:
 
 
 # -- unstructured masks --------------------------------------------------------------------------------------
-def _check_sparsity(sparsity: float) -> None:
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
-        raise ValueError(f"sparsity must be a number in [0, 1) (the fraction of weights to remove), got {sparsity!r}")
-
-
 def _keep_largest(magnitudes: torch.Tensor, n_remove: int) -> torch.Tensor:
     """A flat bool mask removing the ``n_remove`` smallest entries of 1-D ``magnitudes``. A stable sort breaks
     ties by position (earlier goes first), so the count is exact and the mask the same on every run."""
@@ -82,7 +78,7 @@ def magnitude_masks(model: TinyGPT, sparsity: float, scope: str = "global") -> d
 
     ``scope="global"`` ranks all prunable weights together, so layers whose weights are small lose more of
     them; ``scope="layer"`` removes the same fraction from each matrix (n is then each matrix's size)."""
-    _check_sparsity(sparsity)
+    require_sparsity(sparsity)
     if scope not in SCOPES:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     weights = prunable_weights(model)
@@ -155,7 +151,7 @@ def sparsity(model: nn.Module, masks: dict[str, torch.Tensor] | None = None) -> 
 
 def fine_tune(model: TinyGPT, masks: dict[str, torch.Tensor], data: Split, val_batches: list[Batch], *, steps: int,
               **train_kwargs) -> History:
-    """Train a pruned model with :func:`lessonlib.training.train` so that the pruned weights stay exactly zero.
+    """Train a pruned model with :func:`lessonlib.models.training.train` so that the pruned weights stay exactly zero.
 
     The masks are applied first; during training a hook on each masked parameter multiplies its gradient by
     the mask (so gradient clipping and AdamW's moments see no gradient there), and after every optimizer
@@ -273,18 +269,18 @@ def _kept_units(model: TinyGPT, mlp_keep: int | float, heads_keep: int | float) 
     the data (no activations are measured), which keeps the choice deterministic and cheap; fine-tuning
     afterwards recovers most of what a better criterion would save."""
     config = model.config
-    if config.n_kv_head != config.n_head:
-        raise ValueError(f"structured pruning needs a multi-head model (n_kv_head == n_head); this one has "
-                         f"{config.n_head} query heads sharing {config.n_kv_head} KV heads (grouped-query)")
+    if config.n_kv_heads != config.n_heads:
+        raise ValueError(f"structured pruning needs a multi-head model (n_kv_heads == n_heads); this one has "
+                         f"{config.n_heads} query heads sharing {config.n_kv_heads} KV heads (grouped-query)")
     prunable_weights(model)  # checks every block is TinyGPT's own
-    n_mlp = _count(mlp_keep, config.n_inner, "mlp_keep")
-    n_heads = _count(heads_keep, config.n_head, "heads_keep")
+    n_mlp = _count(mlp_keep, config.intermediate_size, "mlp_keep")
+    n_heads = _count(heads_keep, config.n_heads, "heads_keep")
     kept = []
     for block in model.h:
         fc, proj = block.mlp.c_fc.weight, block.mlp.c_proj.weight
         channels = _top(fc.norm(dim=0) * proj.norm(dim=1), n_mlp)
-        qkv = block.attn.c_attn.weight.view(config.n_embd, 3, config.n_head, config.head_dim)
-        out = block.attn.c_proj.weight.view(config.n_head, config.head_dim, config.n_embd)
+        qkv = block.attn.c_attn.weight.view(config.hidden_size, 3, config.n_heads, config.head_dim)
+        out = block.attn.c_proj.weight.view(config.n_heads, config.head_dim, config.hidden_size)
         heads = _top(qkv.pow(2).sum(dim=(0, 1, 3)).sqrt() * out.pow(2).sum(dim=(1, 2)).sqrt(), n_heads)
         kept.append((channels, heads))
     return kept
@@ -297,15 +293,15 @@ def structured_masks(model: TinyGPT, mlp_keep: int | float, heads_keep: int | fl
     averages values that are 0)."""
     config, masks = model.config, {}
     for i, (block, (channels, heads)) in enumerate(zip(model.h, _kept_units(model, mlp_keep, heads_keep))):
-        channel = torch.zeros(config.n_inner, dtype=torch.bool)
+        channel = torch.zeros(config.intermediate_size, dtype=torch.bool)
         channel[channels] = True
-        head_cols = torch.zeros(config.n_head * config.head_dim, dtype=torch.bool)
+        head_cols = torch.zeros(config.n_heads * config.head_dim, dtype=torch.bool)
         head_cols[_head_columns(heads, config.head_dim)] = True
         qkv = head_cols.repeat(3)
-        masks[f"h.{i}.attn.c_attn.weight"] = qkv.expand(config.n_embd, -1).clone()
-        masks[f"h.{i}.attn.c_proj.weight"] = head_cols[:, None].expand(-1, config.n_embd).clone()
-        masks[f"h.{i}.mlp.c_fc.weight"] = channel.expand(config.n_embd, -1).clone()
-        masks[f"h.{i}.mlp.c_proj.weight"] = channel[:, None].expand(-1, config.n_embd).clone()
+        masks[f"h.{i}.attn.c_attn.weight"] = qkv.expand(config.hidden_size, -1).clone()
+        masks[f"h.{i}.attn.c_proj.weight"] = head_cols[:, None].expand(-1, config.hidden_size).clone()
+        masks[f"h.{i}.mlp.c_fc.weight"] = channel.expand(config.hidden_size, -1).clone()
+        masks[f"h.{i}.mlp.c_proj.weight"] = channel[:, None].expand(-1, config.hidden_size).clone()
         if block.attn.c_attn.bias is not None:
             masks[f"h.{i}.attn.c_attn.bias"] = qkv
             masks[f"h.{i}.mlp.c_fc.bias"] = channel
@@ -315,16 +311,16 @@ def structured_masks(model: TinyGPT, mlp_keep: int | float, heads_keep: int | fl
 @torch.no_grad()
 def structured_prune(model: TinyGPT, mlp_keep: int | float, heads_keep: int | float) -> TinyGPT:
     """A new, smaller TinyGPT keeping in every layer the ``mlp_keep`` most important MLP channels and the
-    ``heads_keep`` most important heads (each a count, or a fraction of ``n_inner`` / ``n_head``; importance
+    ``heads_keep`` most important heads (each a count, or a fraction of ``intermediate_size`` / ``n_heads``; importance
     as in :func:`structured_masks`). The same number is kept in every layer, so the config stays uniform:
-    ``n_inner`` and ``n_head = n_kv_head`` shrink, ``head_dim`` stays. Which ones are kept is chosen per layer.
+    ``intermediate_size`` and ``n_heads = n_kv_heads`` shrink, ``head_dim`` stays. Which ones are kept is chosen per layer.
     The input model is not changed; the new one is in the same train/eval mode."""
     config = model.config
     kept = _kept_units(model, mlp_keep, heads_keep)
     n_mlp, n_heads = len(kept[0][0]), len(kept[0][1])
-    small_config = replace(config, n_inner=n_mlp, n_head=n_heads, n_kv_head=n_heads)
+    small_config = replace(config, intermediate_size=n_mlp, n_heads=n_heads, n_kv_heads=n_heads)
     state = {name: t.clone() for name, t in model.state_dict().items()}
-    width = config.n_head * config.head_dim   # q, k and v each take this many columns of c_attn
+    width = config.n_heads * config.head_dim   # q, k and v each take this many columns of c_attn
     for i, (channels, heads) in enumerate(kept):
         cols = _head_columns(heads, config.head_dim)
         qkv_cols = torch.cat([cols, cols + width, cols + 2 * width])

@@ -1,0 +1,43 @@
+"""What must sit in memory to serve a model, and whether it fits: the one place that compares bytes needed
+with bytes available (the roofline's passes, the edge simulator and the dashboards all ask here)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from ..core.checks import require_count
+from .precision import kv_bytes, weight_bytes
+from .spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class MemoryFit:
+    """Bytes needed, part by part (weights, KV cache, ...), against the bytes ``available`` for them."""
+    parts: Mapping[str, float]
+    available: float
+
+    @property
+    def needed(self) -> float:
+        return sum(self.parts.values())
+
+    @property
+    def fits(self) -> bool:
+        """True when everything needed fits; a model that exactly fills the memory fits."""
+        return self.needed <= self.available
+
+    @property
+    def spare(self) -> float:
+        """Bytes left over (negative: how much is missing)."""
+        return self.available - self.needed
+
+
+def memory_breakdown(model: ModelSpec, precision: str, context_len: int, batch_size: int = 1) -> dict[str, float]:
+    """Bytes that must be resident to serve ``batch_size`` sequences of ``context_len`` tokens: the weights,
+    the KV cache, and the peak activations (a prefill of the whole context is the worst case)."""
+    require_count("context_len", context_len, allow_zero=True)
+    require_count("batch_size", batch_size)
+    return {
+        "weights": model.weight_bytes(weight_bytes(precision)),
+        "KV cache": model.kv_cache_bytes(context_len, batch_size, kv_bytes(precision)),
+        "activations": model.activation_bytes(max(context_len, 1), batch_size, kv_bytes(precision)),
+    }

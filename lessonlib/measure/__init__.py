@@ -1,0 +1,2 @@
+"""Measuring the course's models on this machine: decode and prefill timings, the overhead calibration that
+the roofline needs for small models, and profiles of where a step's time goes."""

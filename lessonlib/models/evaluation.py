@@ -1,0 +1,66 @@
+"""How good a trained model is on the course's language: mean loss on fixed batches, loss on the answers
+alone, and exact-match accuracy of greedy answers; and the fixed questions lessons score models on."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .corpus import TOKENIZER, Batch, answer_span, make_lines
+
+
+def task_lines(n_per_task: int = 100, seed: int = 77) -> list[str]:
+    """Questions of the four sub-tasks that have answers (copy, reverse, sort, add), ``n_per_task`` each."""
+    return [line for tag in "crsa" for line in make_lines(n_per_task, seed, tasks=[tag])]
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches: list[Batch]) -> float:
+    """Mean cross-entropy (nats per token) over fixed batches, in eval mode."""
+    was_training = model.training
+    model.eval()
+    losses = [model(x, y).loss.item() for x, y in batches]
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+
+def _by_answer_span(lines: list[str]) -> dict[tuple[int, int], list[str]]:
+    """Lines grouped so that each group can run as one batch: same question length, same answer length."""
+    groups: dict[tuple[int, int], list[str]] = {}
+    for line in lines:
+        span = answer_span(line)
+        if span[0] == span[1]:
+            raise ValueError(f"line {line!r} has no answer to score (no '>')")
+        groups.setdefault(span, []).append(line)
+    return groups
+
+
+@torch.no_grad()
+def answer_loss(model: torch.nn.Module, lines: list[str]) -> float:
+    """Mean cross-entropy (nats per character) of the answers of ``lines`` (what follows ``>``, and the
+    newline that ends it), each line scored after a newline as in the training stream. The question's
+    characters are random, so they are not scored: this is the loss of the part a model can get right."""
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    for (start, end), group in _by_answer_span(lines).items():
+        ids = torch.tensor([TOKENIZER.encode("\n" + line + "\n") for line in group])
+        logits = model(ids[:, :-1]).logits
+        # ids[:, i + 1] is character i of the line: the answer and its newline are ids[:, start+1 : end+2].
+        losses = F.cross_entropy(logits[:, start:end + 1].transpose(1, 2), ids[:, start + 1:end + 2],
+                                 reduction="sum")
+        total += losses.item()
+        count += len(group) * (end + 1 - start)
+    model.train(was_training)
+    return total / count
+
+
+def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
+    """Fraction of ``lines`` whose answer the model gets exactly right: greedy decoding after the ``>`` must
+    give the answer and then the newline that ends it. Questions of equal length are answered as one batch."""
+    right = 0
+    for (start, end), group in _by_answer_span(lines).items():
+        prompts = torch.tensor([TOKENIZER.encode("\n" + line[:start]) for line in group])
+        answers = model.generate(prompts, end - start + 1)[:, prompts.shape[1]:].tolist()
+        right += sum(TOKENIZER.decode(a) == line[start:end] + "\n" for line, a in zip(group, answers))
+    return right / len(lines)
