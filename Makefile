@@ -33,7 +33,7 @@ COURSE_STAMP := $(VENV)/.course-installed
 DEV_STAMP    := $(VENV)/.dev-installed
 ASSIGNMENTS   = $(notdir $(patsubst %/,%,$(dir $(wildcard solutions/*/*.ipynb))))
 
-.PHONY: help lab test lock release grade bench clean-env
+.PHONY: help lab test lint lock release grade bench clean-env
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -57,8 +57,11 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: $(COURSE_STAMP)  ## set up (once) and open the course in JupyterLab
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT)
 
-test: $(DEV_STAMP)  ## set up (once) and run the whole test suite
+test: lint  ## set up (once), lint, and run the whole test suite
 	$(BIN)/python -m pytest
+
+lint: $(DEV_STAMP)  ## check the Python code with ruff (configured in pyproject.toml; make test runs it first)
+	$(BIN)/ruff check .
 
 # The one way to refresh constraints.txt: resolve pyproject.toml's pins afresh, without the old lock, in a
 # throwaway venv, and pin every distribution that landed there (scripts/write_constraints.py says how).

@@ -1,6 +1,6 @@
 """The install contract: one dependency set in pyproject.toml and environment.yml, installed through the lock
-(constraints.txt), the two README commands, the optional CPU wheel index for PyTorch, one Python floor, and CI
-running exactly `make test`."""
+(constraints.txt), the two README commands, the optional CPU wheel index for PyTorch, one Python floor, lint in
+`make test`, and CI running exactly `make test`."""
 import base64
 import hashlib
 import os
@@ -78,7 +78,7 @@ def test_every_lesson_in_the_course_map():
         assert f"`{lesson}`" in readme, f"the README course map does not list {lesson}"
 
 
-# ---- make: the lock and the CPU wheel index ----------------------------------------------------------------------
+# ---- make: the lock, the CPU wheel index, lint -------------------------------------------------------------------
 
 def _make(*args, check=True):
     """make in the repository, deaf to the make that may be running these tests (`make test TORCH_INDEX=cpu` hands
@@ -170,6 +170,17 @@ def test_pip_takes_the_cpu_build_that_an_extra_index_offers_beside_the_bare_rele
     assert "Would install fakepkg-1.0.0\n" in alone, alone
 
 
+def test_make_test_lints_with_ruff_before_the_tests(tmp_path):
+    commands = _make_dry_run(tmp_path, "test").splitlines()
+    lint = [i for i, line in enumerate(commands) if line.endswith("/ruff check .")]
+    tests = [i for i, line in enumerate(commands) if line.endswith("/python -m pytest")]
+    assert lint and tests and lint[0] < tests[0], commands
+    ruff = _pyproject()["tool"]["ruff"]
+    assert ruff["line-length"] == 120
+    assert {"E", "F", "W", "I", "B"} <= set(ruff["lint"]["select"])
+    assert any(d.startswith("ruff==") for d in _pyproject()["project"]["optional-dependencies"]["dev"])
+
+
 # ---- one Python floor --------------------------------------------------------------------------------------------
 
 def test_the_python_floor_is_the_same_everywhere():
@@ -179,6 +190,7 @@ def test_the_python_floor_is_the_same_everywhere():
     makefile = (REPO / "Makefile").read_text()
     assert re.findall(r"v >= \((\d+), (\d+)\)", makefile) == [(major, minor)], "Makefile's version check"
     assert f"Python {major}.{minor}+ is needed" in makefile
+    assert _pyproject()["tool"]["ruff"]["target-version"] == f"py{major}{minor}"
     readme = (REPO / "README.md").read_text()
     assert f"Python {major}.{minor} or newer" in readme
     older = f"{major}.{int(minor) - 1}"
