@@ -20,12 +20,20 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-
 import train_tiny_models
+
 from lessonlib.models import corpus
-from lessonlib.models.pruning import apply_masks, fine_tune, magnitude_masks, n_m_masks, prunable_weights, sparsity, structured_prune
 from lessonlib.models.checkpoints import load_checkpoint, load_pretrained, save_checkpoint
 from lessonlib.models.evaluation import evaluate
+from lessonlib.models.pruning import (
+    apply_masks,
+    fine_tune,
+    magnitude_masks,
+    n_m_masks,
+    prunable_weights,
+    sparsity,
+    structured_prune,
+)
 
 OUT = train_tiny_models.OUT
 SOURCE = "tiny-gpt"
@@ -69,7 +77,7 @@ def prune_model(name: str, out: Path = OUT) -> dict:
         "source_validation_loss": source_report["validation_loss"],
         "validation_loss_after_pruning": round(loss_pruned, 4),
         "fine_tune_seconds": round(history.seconds, 1),
-        "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss)],
+        "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss, strict=True)],
         "validation": train_tiny_models.VALIDATION,
         "torch": str(torch.__version__), "machine": platform.machine(), "threads": torch.get_num_threads(),
     }

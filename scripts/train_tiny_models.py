@@ -19,8 +19,8 @@ import torch
 
 from lessonlib.models import corpus, moe
 from lessonlib.models.checkpoints import load_checkpoint, save_checkpoint
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 from lessonlib.models.evaluation import answer_loss, evaluate, exact_match
+from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 from lessonlib.models.training import train
 
 OUT = Path(__file__).resolve().parents[1] / "lessonlib" / "data" / "checkpoints"
@@ -33,8 +33,8 @@ MODELS = {
     # Lesson 03: tiny-gpt's shape with every MLP a mixture of 8 experts of width 256, top-2 (Mixtral style):
     # the same active MLP parameters per token as tiny-gpt's width-512 MLP, 4x the MLP parameters in memory.
     # Trained like tiny-gpt, plus the Switch load-balancing loss (alpha = 0.01).
-    "tiny-moe": dict(config=dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256, intermediate_size=256, n_experts=8,
-                                 experts_per_token=2),
+    "tiny-moe": dict(config=dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256,
+                                 intermediate_size=256, n_experts=8, experts_per_token=2),
                      train=dict(steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup=100, seed=0),
                      aux_loss_weight=0.01),
 }
@@ -71,7 +71,8 @@ def train_model(name: str, out: Path = OUT) -> dict:
     report = {
         "name": name, "config": spec["config"], "training": spec["train"], "n_params": model.n_params(),
         "train_seconds": round(history.seconds, 1), "final_train_loss": round(history.train_loss[-1], 4),
-        "validation": VALIDATION, "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss)],
+        "validation": VALIDATION,
+        "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss, strict=True)],
         "torch": str(torch.__version__), "machine": platform.machine(), "threads": torch.get_num_threads(),
     }
     if "aux_loss_weight" in spec:
@@ -83,7 +84,7 @@ def train_model(name: str, out: Path = OUT) -> dict:
     shipped, _ = load_checkpoint(path)
     report["validation_loss"] = evaluate(shipped, validation_batches())
     report.update(per_task_scores(shipped))
-    if shipped.config.n_experts:
+    if shipped.config.is_moe:
         usage = moe.expert_usage_by_task(shipped, {name: task_lines(task) for task, name in corpus.TASKS.items()})
         report["expert_usage_by_task"] = {name: [[round(x, 3) for x in row] for row in usage[:, t].tolist()]
                                           for t, name in enumerate(corpus.TASKS.values())}
@@ -94,7 +95,8 @@ def train_model(name: str, out: Path = OUT) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", metavar="name", help=f"models to train (default: all of {', '.join(MODELS)})")
+    parser.add_argument("names", nargs="*", metavar="name",
+                        help=f"models to train (default: all of {', '.join(MODELS)})")
     parser.add_argument("--out", type=Path, default=OUT, help="directory for <name>.pt and <name>.json")
     args = parser.parse_args()
     unknown = set(args.names) - set(MODELS)

@@ -78,9 +78,10 @@ def lab_server(root_dir: Path, home: Path):
             try:
                 urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
                 break
-            except OSError:
+            except OSError as error:
                 if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("jupyter lab did not start:\n" + (home / "lab.log").read_text()[-3000:])
+                    raise RuntimeError("jupyter lab did not start:\n"
+                                       + (home / "lab.log").read_text()[-3000:]) from error
                 time.sleep(0.3)
         yield base, token
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib.course.autograde import assignments, ScratchCourse
+from lessonlib.course.autograde import ScratchCourse, assignments
 
 from .submissions import GradedRun, build_submissions
 

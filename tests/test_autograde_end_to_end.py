@@ -66,8 +66,9 @@ def test_each_wrong_answer_scores_between_zero_and_full(graded):
 
 @pytest.mark.parametrize("assignment", sorted(p.name for p in (REPO / "solutions").iterdir() if p.is_dir()))
 def test_every_exercise_has_at_least_two_wrong_answers(assignment):
-    from lessonlib.course.autograde import assignments
     import nbformat
+
+    from lessonlib.course.autograde import assignments
 
     assert assignment in assignments(REPO), f"solutions/{assignment} holds no notebook"
     source = nbformat.read(next((REPO / "solutions" / assignment).glob("*.ipynb")), as_version=4)

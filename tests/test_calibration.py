@@ -1,14 +1,15 @@
-"""lessonlib.costs.overheads and lessonlib.measure: fitting the per-pass and per-layer overhead from decode times at several depths."""
+"""lessonlib.costs.overheads and lessonlib.measure.calibration: fitting the per-pass and per-layer overhead from
+decode times at several depths."""
 import pytest
 
-from lessonlib.costs.overheads import fit_overheads
 from lessonlib.core.timing import median_time, min_time
+from lessonlib.costs.overheads import fit_overheads
 
 
 def test_recovers_the_overheads_of_synthetic_timings():
     depths = (1, 2, 4, 8)
     roofline = [1e-6 * d for d in depths]
-    measured = [r + 2e-4 + 5e-5 * d for r, d in zip(roofline, depths)]
+    measured = [r + 2e-4 + 5e-5 * d for r, d in zip(roofline, depths, strict=True)]
     fit = fit_overheads(depths, measured, roofline)
     assert fit.overheads.per_pass == pytest.approx(2e-4)
     assert fit.overheads.per_layer == pytest.approx(5e-5)
@@ -43,5 +44,6 @@ def test_the_cost_models_view_of_a_tiny_model_counts_its_parameters_exactly(shap
     from lessonlib.models.cost_spec import spec_of
     from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
-    model = TinyGPT(TinyGPTConfig(vocab_size=41, max_position_embeddings=64, n_layers=2, **({"n_heads": 4, "hidden_size": 128} | shape)))
+    shape = {"n_heads": 4, "hidden_size": 128} | shape
+    model = TinyGPT(TinyGPTConfig(vocab_size=41, max_position_embeddings=64, n_layers=2, **shape))
     assert spec_of(model).n_params() == model.n_params()

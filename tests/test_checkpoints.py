@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lessonlib.models import corpus, moe
-from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.checkpoints import checkpoint_path, load_pretrained
+from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.evaluation import answer_loss, evaluate, exact_match
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

@@ -3,15 +3,16 @@ every model (timings are only checked to be positive: this machine is too noisy 
 import pytest
 import torch
 
+from lessonlib.lessons.moe_vs_pruning import count_zeros, measure, time_moe_layer, time_sparse_matmul
 from lessonlib.models import corpus
 from lessonlib.models.cost_spec import spec_of
-from lessonlib.lessons.moe_vs_pruning import count_zeros, measure, time_moe_layer, time_sparse_matmul
 from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
 
 def small_model(**changes):
     torch.manual_seed(0)
-    return TinyGPT(TinyGPTConfig(**(dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=2, hidden_size=32) | changes))).eval()
+    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=2, hidden_size=32) | changes
+    return TinyGPT(TinyGPTConfig(**config)).eval()
 
 
 def test_measure_reports_counts_flops_and_loss_of_each_model():
@@ -60,10 +61,12 @@ def test_bad_input_fails_clearly():
 
 
 def test_moe_layer_timing_counts_the_experts_a_batch_touches():
-    timing = time_moe_layer(batch_sizes=(1, 4, 64), hidden_size=32, intermediate_size=16, n_experts=8, experts_per_token=2,
+    timing = time_moe_layer(batch_sizes=(1, 4, 64), hidden_size=32, intermediate_size=16, n_experts=8,
+                            experts_per_token=2,
                             repeats=2)
     assert timing.experts_touched[0] == 2 and timing.experts_touched[-1] == 8   # 64 tokens choose every expert
-    assert timing.expected_touched[0] == pytest.approx(2) and timing.expected_touched[1] == pytest.approx(8 * (1 - 0.75 ** 4))
+    assert timing.expected_touched[0] == pytest.approx(2)
+    assert timing.expected_touched[1] == pytest.approx(8 * (1 - 0.75 ** 4))
     assert timing.weight_bytes == 2 * 8 * 32 * 16 * 4
     assert all(t > 0 for t in timing.moe_ms + timing.dense_active_ms + timing.dense_total_ms)
     with pytest.raises(ValueError, match="experts_per_token"):

@@ -4,7 +4,19 @@ import random
 import pytest
 import torch
 
-from lessonlib.models.corpus import answer_span, check_answer, correct_answer, DIFFICULTIES, make_line, make_lines, split, stream, task_of, TASKS, TOKENIZER
+from lessonlib.models.corpus import (
+    DIFFICULTIES,
+    TASKS,
+    TOKENIZER,
+    answer_span,
+    check_answer,
+    correct_answer,
+    make_line,
+    make_lines,
+    split,
+    stream,
+    task_of,
+)
 
 
 def test_the_stream_is_bit_exact():
@@ -77,7 +89,7 @@ def test_splits_are_fixed_and_batches_deterministic():
     assert not torch.equal(validation.tokens[:1000], split("train").tokens[:1000])
     first = validation.fixed_batches(2, 4, 32)
     again = validation.fixed_batches(2, 4, 32)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
     x, y = first[0]
     assert x.shape == (4, 32) and torch.equal(x[:, 1:], y[:, :-1])
     x1, _ = validation.batch(8, 32, torch.Generator().manual_seed(0))

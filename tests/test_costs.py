@@ -103,7 +103,8 @@ def test_config_key_overrides_architecture_default():
     ({"model_type": "llama", "vocab_size": 10, "hidden_size": 10, "num_hidden_layers": 1,
       "num_attention_heads": 4}, "set head_dim"),
     ({"model_type": "mixtral", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 1,
-      "num_attention_heads": 2, "num_key_value_heads": 2, "num_local_experts": 2, "num_experts_per_tok": 3}, "exceeds num_local_experts"),
+      "num_attention_heads": 2, "num_key_value_heads": 2, "num_local_experts": 2, "num_experts_per_tok": 3},
+     "exceeds num_local_experts"),
     ({"model_type": "gpt2", "vocab_size": 10, "n_embd": 8, "n_layer": 1, "n_head": 2}, "n_positions"),
     ([1, 2], "must be a dict"),
 ])

@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from lessonlib.costs.presets import model_preset_names
+from lessonlib.costs.presets import model_preset_names  # noqa: E402
 from lessonlib.costs.spec import ModelSpec  # noqa: E402
 
 from .conftest import REPO  # noqa: E402

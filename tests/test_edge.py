@@ -5,12 +5,12 @@ import time
 
 import pytest
 
+from lessonlib.costs.edge import Candidate, assess, prunable_params, prune, structured_spec
+from lessonlib.costs.hardware import hardware_preset
 from lessonlib.costs.presets import model_preset
 from lessonlib.costs.spec import ModelSpec
 from lessonlib.dashboards.edge_device import candidates, edge_dashboard, edge_report
-from lessonlib.costs.edge import assess, Candidate, prunable_params, prune, structured_spec
 from lessonlib.lessons.quality_curve import QualityCurve
-from lessonlib.costs.hardware import hardware_preset
 
 PHONE = hardware_preset("phone-snapdragon-8-gen-3")
 MIXTRAL, MISTRAL = model_preset("mixtral-8x7b"), model_preset("mistral-7b")

@@ -8,7 +8,7 @@ import pytest
 
 from lessonlib import costs
 from lessonlib.costs import presets, spec
-from lessonlib.course.grading import assert_close, Grader, is_close, normalize_choice, uses_reference
+from lessonlib.course.grading import Grader, assert_close, is_close, normalize_choice, uses_reference
 
 
 def test_partial_credit_one_stdout_line_per_check(capsys):
@@ -47,7 +47,7 @@ def test_errors_in_student_code_fail_the_check_without_raising(capsys):
 
 def test_warnings_and_stderr_of_a_right_answer_cost_nothing_and_reach_only_stdout(capsys):
     def noisy():
-        warnings.warn("old API", DeprecationWarning)
+        warnings.warn("old API", DeprecationWarning, stacklevel=2)
         print("progress...", file=sys.stderr)
         return True
 

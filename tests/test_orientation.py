@@ -1,6 +1,13 @@
 """lessonlib.lessons.orientation: the exercise material is consistent, and the live probe measures something real."""
 from lessonlib.course.grading import normalize_choice
-from lessonlib.lessons.orientation import CATEGORIES, CATEGORY_ALIASES, CHALLENGES, PRINCIPLE_OPTIONS, time_sequential_vs_parallel, TRADE_OPTIONS
+from lessonlib.lessons.orientation import (
+    CATEGORIES,
+    CATEGORY_ALIASES,
+    CHALLENGES,
+    PRINCIPLE_OPTIONS,
+    TRADE_OPTIONS,
+    time_sequential_vs_parallel,
+)
 
 
 def test_at_least_six_challenges_and_five_categories():

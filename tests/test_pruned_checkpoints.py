@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lessonlib.models.pruning import is_n_m, prunable_weights, sparsity
 from lessonlib.models.checkpoints import checkpoint_path, load_pretrained
 from lessonlib.models.evaluation import evaluate, exact_match
+from lessonlib.models.pruning import is_n_m, prunable_weights, sparsity
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import prune_tiny_models  # noqa: E402  (the script that wrote them: its recipes, validation data and task lines)

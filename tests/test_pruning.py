@@ -7,7 +7,18 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lessonlib.models import corpus
-from lessonlib.models.pruning import apply_masks, fine_tune, is_n_m, magnitude_masks, n_m_masks, prunable_weights, size_report, sparsity, structured_masks, structured_prune
+from lessonlib.models.pruning import (
+    apply_masks,
+    fine_tune,
+    is_n_m,
+    magnitude_masks,
+    n_m_masks,
+    prunable_weights,
+    size_report,
+    sparsity,
+    structured_masks,
+    structured_prune,
+)
 from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
 
@@ -126,7 +137,8 @@ def test_2_of_4_on_a_hand_made_column():
 
 def test_masks_stay_applied_through_fine_tuning():
     torch.manual_seed(0)
-    model = TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, max_position_embeddings=64, n_layers=1, n_heads=2,
+    model = TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, max_position_embeddings=64, n_layers=1,
+                                  n_heads=2,
                                   hidden_size=32))
     masks = magnitude_masks(model, 0.7)
     masks |= {"h.0.mlp.c_fc.bias": torch.rand(128, generator=torch.Generator().manual_seed(0)) > 0.5}
@@ -172,7 +184,8 @@ def test_compacted_model_gives_the_masked_models_logits(variant, mlp_keep, heads
 def test_compacted_model_has_the_expected_config_and_fewer_parameters():
     model = make()
     small = structured_prune(model, 0.5, 2)
-    assert (small.config.intermediate_size, small.config.n_heads, small.config.n_kv_heads, small.config.head_dim) == (64, 2, 2, 8)
+    c = small.config
+    assert (c.intermediate_size, c.n_heads, c.n_kv_heads, c.head_dim) == (64, 2, 2, 8)
     assert (small.config.hidden_size, small.config.n_layers, small.config.vocab_size) == (32, 2, 41)
     removed_per_layer = (32 * 48 + 48) + 16 * 32 + (32 * 64 + 64) + 64 * 32   # qkv (+bias), proj, fc (+bias), proj
     assert small.n_params() == model.n_params() - 2 * removed_per_layer

@@ -1,10 +1,10 @@
 """lessonlib.costs.roofline: one decode step's bytes, FLOPs and time."""
 import pytest
 
-from lessonlib.costs.presets import model_preset
 from lessonlib.costs.hardware import hardware_preset
 from lessonlib.costs.memory import memory_breakdown
 from lessonlib.costs.overheads import Overheads
+from lessonlib.costs.presets import model_preset
 from lessonlib.costs.roofline import decode_step, generation, prefill
 
 A100 = hardware_preset("a100-80gb")

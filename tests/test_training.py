@@ -1,16 +1,18 @@
-"""lessonlib.models.training and lessonlib.models.evaluation: the loop learns, reproducibly; answer loss and exact match score what they say."""
+"""lessonlib.models.training and lessonlib.models.evaluation: the loop learns, reproducibly; answer loss and exact
+match score what they say."""
 import pytest
 import torch
 
 from lessonlib.models import corpus
-from lessonlib.models.tinygpt import LMOutput, TinyGPT, TinyGPTConfig
 from lessonlib.models.evaluation import answer_loss, evaluate, exact_match
+from lessonlib.models.tinygpt import LMOutput, TinyGPT, TinyGPTConfig
 from lessonlib.models.training import learning_rate, train
 
 
 def tiny_model(seed=0):
     torch.manual_seed(seed)
-    return TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, max_position_embeddings=64, n_layers=1, n_heads=2,
+    return TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, max_position_embeddings=64, n_layers=1,
+                                 n_heads=2,
                                  hidden_size=32))
 
 

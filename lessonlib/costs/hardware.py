@@ -67,7 +67,7 @@ def this_machine() -> HardwareSpec:
     flops = {}
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        flops[precision] = 2 * n**3 / min_time(lambda: a @ b, repeats=5)
+        flops[precision] = 2 * n**3 / min_time(lambda a=a, b=b: a @ b, repeats=5)
     flops["int8"] = flops["fp32"]  # torch has no general int8 matmul on CPU: quantized work runs at fp32 speed
 
     source = torch.empty(256 * 2**20 // 4, dtype=torch.float32)  # 256 MiB: far larger than CPU caches

@@ -41,7 +41,7 @@ class OverheadFit:
     @property
     def residuals(self) -> tuple[float, ...]:
         fitted = [self.overheads.seconds(d) for d in self.depths]
-        return tuple(m - r - f for m, r, f in zip(self.measured, self.roofline, fitted))
+        return tuple(m - r - f for m, r, f in zip(self.measured, self.roofline, fitted, strict=True))
 
 
 def fit_overheads(depths: Sequence[int], measured: Sequence[float], roofline: Sequence[float]) -> OverheadFit:

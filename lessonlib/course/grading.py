@@ -153,7 +153,7 @@ def uses_reference(func: Callable, *references: Any) -> bool:
         return False
     names = set(_all_names(code))
     namespace = dict(getattr(func, "__globals__", {}))
-    for cell_name, cell in zip(code.co_freevars, func.__closure__ or ()):
+    for cell_name, cell in zip(code.co_freevars, func.__closure__ or (), strict=True):
         with contextlib.suppress(ValueError):
             namespace[cell_name] = cell.cell_contents
 

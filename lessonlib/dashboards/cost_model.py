@@ -123,7 +123,8 @@ KV cache {human_bytes(spec.kv_cache_bytes_per_token(kv_bytes(precision)))} per t
 <p style="font-size:90%">{legend} &nbsp; <span style="color:#b00">|</span> device memory</p>
 <table style="width:100%"><tr><th style='text-align:left'>phase</th><th>time</th><th>tokens/s</th>
 <th>FLOP/byte</th><th style='text-align:left'>limit</th></tr>{rows}</table>
-<p style="font-size:90%">Time to first token (prefill of the {context_len:,}-token prompt): {human_duration(first.seconds)}.
+<p style="font-size:90%">Time to first token (prefill of the {context_len:,}-token prompt):
+{human_duration(first.seconds)}.
 Then {human_duration(step.seconds)} per generated token for each sequence. Ridge point of this hardware:
 {hw.ridge_point(precision):,.0f} FLOP/byte.</p>
 </div>"""

@@ -38,8 +38,8 @@ def decode_step_report(model: str, hardware: str, precision: str = "bf16", conte
     verdict = (f"<b>{step.bound}-bound</b>: the {'memory traffic' if step.bound == 'memory' else 'arithmetic'} "
                f"takes {max(step.t_memory, step.t_compute) / max(min(step.t_memory, step.t_compute), 1e-30):,.1f}x "
                f"as long as the {'arithmetic' if step.bound == 'memory' else 'memory traffic'}")
-    fits = (f'<span style="color:#080">fits</span>' if step.fits else
-            f'<span style="color:#b00"><b>does not fit</b></span>')
+    fits = ('<span style="color:#080">fits</span>' if step.fits else
+            '<span style="color:#b00"><b>does not fit</b></span>')
     notes = []
     spec = step.model
     if spec.max_position_embeddings and context_len > spec.max_position_embeddings:
@@ -51,18 +51,24 @@ def decode_step_report(model: str, hardware: str, precision: str = "bf16", conte
 <div style="font-family:sans-serif;max-width:760px">
 <p><b>{html.escape(spec.name)}</b> on <b>{html.escape(hw.label)}</b>, {precision}, batch {batch_size},
 {context_len:,} tokens of context. One step = {human_duration(step.seconds)}
-&rarr; <b>{step.tokens_per_second:,.1f} tokens/s</b> in all ({step.tokens_per_second / batch_size:,.1f} per sequence).</p>
+&rarr; <b>{step.tokens_per_second:,.1f} tokens/s</b> in all
+({step.tokens_per_second / batch_size:,.1f} per sequence).</p>
 <table style="width:100%;border-collapse:collapse">
-<tr><td style="width:150px">memory traffic</td><td>{memory_bar}</td><td style="width:90px;text-align:right">{human_duration(step.t_memory)}</td></tr>
+<tr><td style="width:150px">memory traffic</td><td>{memory_bar}</td>
+<td style="width:90px;text-align:right">{human_duration(step.t_memory)}</td></tr>
 <tr><td>compute</td><td>{compute_bar}</td><td style="text-align:right">{human_duration(step.t_compute)}</td></tr>
 </table>
 <p style="font-size:90%">
-<span style="color:{COLORS['weights']}">&#9632;</span> weight reads {human_bytes(step.weight_bytes_read)} ({human_duration(step.t_weights)})
-&nbsp; <span style="color:{COLORS['kv']}">&#9632;</span> KV-cache reads {human_bytes(step.kv_bytes_read)} ({human_duration(step.t_kv)})
-&nbsp; <span style="color:{COLORS['compute']}">&#9632;</span> compute {step.flops / 1e9:,.1f} GFLOP ({human_duration(step.t_compute)})</p>
+<span style="color:{COLORS['weights']}">&#9632;</span> weight reads {human_bytes(step.weight_bytes_read)}
+({human_duration(step.t_weights)})
+&nbsp; <span style="color:{COLORS['kv']}">&#9632;</span> KV-cache reads {human_bytes(step.kv_bytes_read)}
+({human_duration(step.t_kv)})
+&nbsp; <span style="color:{COLORS['compute']}">&#9632;</span> compute {step.flops / 1e9:,.1f} GFLOP
+({human_duration(step.t_compute)})</p>
 <p>{verdict}. Arithmetic intensity {step.arithmetic_intensity:,.1f} FLOP/byte vs this hardware's ridge point
 {hw.ridge_point(precision):,.1f}.<br>
-Memory: {human_bytes(step.memory_needed)} needed (weights + KV cache + activations) of {human_bytes(hw.memory_bytes)}: {fits}.</p>
+Memory: {human_bytes(step.memory_needed)} needed (weights + KV cache + activations) of
+{human_bytes(hw.memory_bytes)}: {fits}.</p>
 {f'<ul style="font-size:90%">{notes_html}</ul>' if notes else ''}
 </div>"""
 

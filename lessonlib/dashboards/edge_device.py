@@ -125,7 +125,8 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
     return f"""
 <div style="font-family:sans-serif;font-size:90%">
 <p><b>{html.escape(hw.label)}</b>: {human_bytes(hw.memory_bytes)} of memory, {memory_fraction:.0%} of it
-left for the model = <b>{human_bytes(budget)}</b> (the black line; bars span twice that); {hw.memory_bandwidth / 1e9:,.0f} GB/s;
+left for the model = <b>{human_bytes(budget)}</b> (the black line; bars span twice that);
+{hw.memory_bandwidth / 1e9:,.0f} GB/s;
 {precision} weights, batch {batch_size}, {context_len:,} tokens of context.</p>
 <table style="border-collapse:collapse">{header}{''.join(body)}</table>
 <p style="font-size:90%"><span style="color:{COLORS['weights']}">&#9632;</span> weights

@@ -18,7 +18,7 @@ def roofline(ax, hardware: Sequence[HardwareSpec], precision: str = "bf16", pass
         roof = np.minimum(hw.flops_for(precision), intensity * hw.memory_bandwidth)
         line, = ax.loglog(intensity, roof, lw=2, label=f"{hw.label}")
         ax.plot([hw.ridge_point(precision)], [hw.flops_for(precision)], "o", color=line.get_color(), ms=4)
-    for step, label in zip(passes, labels):
+    for step, label in zip(passes, labels, strict=True):
         ax.plot([step.arithmetic_intensity], [step.flops / step.seconds], "k*" if step.phase == "decode" else "kD",
                 ms=9)
         ax.annotate(label, (step.arithmetic_intensity, step.flops / step.seconds), textcoords="offset points",

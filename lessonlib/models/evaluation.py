@@ -62,5 +62,5 @@ def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
     for (start, end), group in _by_answer_span(lines).items():
         prompts = torch.tensor([TOKENIZER.encode("\n" + line[:start]) for line in group])
         answers = model.generate(prompts, end - start + 1)[:, prompts.shape[1]:].tolist()
-        right += sum(TOKENIZER.decode(a) == line[start:end] + "\n" for line, a in zip(group, answers))
+        right += sum(TOKENIZER.decode(a) == line[start:end] + "\n" for line, a in zip(group, answers, strict=True))
     return right / len(lines)

@@ -87,7 +87,7 @@ def magnitude_masks(model: TinyGPT, sparsity: float, scope: str = "global") -> d
                 for name, w in weights.items()}
     flat = torch.cat([w.abs().flatten() for w in weights.values()])
     kept = _keep_largest(flat, round(sparsity * flat.numel())).split([w.numel() for w in weights.values()])
-    return {name: k.view_as(w) for (name, w), k in zip(weights.items(), kept)}
+    return {name: k.view_as(w) for (name, w), k in zip(weights.items(), kept, strict=True)}
 
 
 @torch.no_grad()
@@ -292,7 +292,7 @@ def structured_masks(model: TinyGPT, mlp_keep: int | float, heads_keep: int | fl
     rows. A masked model computes what the compacted one does (a dropped head's scores are all 0, so it
     averages values that are 0)."""
     config, masks = model.config, {}
-    for i, (block, (channels, heads)) in enumerate(zip(model.h, _kept_units(model, mlp_keep, heads_keep))):
+    for i, (block, (channels, heads)) in enumerate(zip(model.h, _kept_units(model, mlp_keep, heads_keep), strict=True)):
         channel = torch.zeros(config.intermediate_size, dtype=torch.bool)
         channel[channels] = True
         head_cols = torch.zeros(config.n_heads * config.head_dim, dtype=torch.bool)
@@ -311,9 +311,10 @@ def structured_masks(model: TinyGPT, mlp_keep: int | float, heads_keep: int | fl
 @torch.no_grad()
 def structured_prune(model: TinyGPT, mlp_keep: int | float, heads_keep: int | float) -> TinyGPT:
     """A new, smaller TinyGPT keeping in every layer the ``mlp_keep`` most important MLP channels and the
-    ``heads_keep`` most important heads (each a count, or a fraction of ``intermediate_size`` / ``n_heads``; importance
-    as in :func:`structured_masks`). The same number is kept in every layer, so the config stays uniform:
-    ``intermediate_size`` and ``n_heads = n_kv_heads`` shrink, ``head_dim`` stays. Which ones are kept is chosen per layer.
+    ``heads_keep`` most important heads (each a count, or a fraction of ``intermediate_size`` / ``n_heads``;
+    importance as in :func:`structured_masks`). The same number is kept in every layer, so the config stays
+    uniform: ``intermediate_size`` and ``n_heads = n_kv_heads`` shrink, ``head_dim`` stays. Which ones are kept
+    is chosen per layer.
     The input model is not changed; the new one is in the same train/eval mode."""
     config = model.config
     kept = _kept_units(model, mlp_keep, heads_keep)

@@ -355,7 +355,7 @@ def cached_forward(idx: torch.Tensor, cache: KVCache, every_position: bool = Fal
     causal = steps > 1 and start == 0
     mask = torch.ones(steps, end, dtype=torch.bool, device=idx.device).tril(start) if steps > 1 and start else None
     x = (F.embedding(idx, cache.wte) + cache.wpe[start:end]).view(batch * steps, hidden)      # (B T, C)
-    for w, keys, values in zip(cache.layers, cache.keys, cache.values):
+    for w, keys, values in zip(cache.layers, cache.keys, cache.values, strict=True):
         h = F.layer_norm(x, (hidden,), w.ln_1_weight, w.ln_1_bias)
         qkv = torch.addmm(w.attn_bias, h, w.attn_weight).view(batch, steps, -1, head_dim).transpose(1, 2)
         q, k, v = qkv.split(heads, dim=1)                          # (B, H, T, D), (B, G, T, D), (B, G, T, D)

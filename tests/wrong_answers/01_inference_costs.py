@@ -115,7 +115,8 @@ def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per
         "expect": {"q3_tests": 3}},
     "q3_bytes_per_flop_instead_of_flops_per_byte": {
         "replace": {"q3_answer": intensity_with(
-            decode="(n_params * bytes_per_param + batch_size * context_len * kv_bytes_per_token) / (2 * n_params * batch_size)",
+            decode="(n_params * bytes_per_param + batch_size * context_len * kv_bytes_per_token)"
+                   " / (2 * n_params * batch_size)",
             prefill="bytes_per_param / (2 * n_tokens)")},
         "expect": {"q3_tests": 2}},
     "q3_bound_reversed": {
@@ -170,7 +171,8 @@ def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per
     return max(0, math.floor((device_bytes - bytes_per_param * n_params) / kv_bytes_per_sequence))
 ''',
             "q3_answer": intensity_with(
-                decode="(2 * batch_size) / (bytes_per_param + batch_size * context_len * kv_bytes_per_token / n_params)",
+                decode="(2 * batch_size)"
+                       " / (bytes_per_param + batch_size * context_len * kv_bytes_per_token / n_params)",
                 prefill="n_params * n_tokens * 2 / (bytes_per_param * n_params)",
                 bound="not (intensity >= peak_flops / bandwidth)"),
             "q4_latency_answer": '''
