@@ -1,0 +1,85 @@
+"""The course's pieces of nbgrader's own pipeline: grading goes through nbgrader's autograde converter and its
+gradebook; only execution is replaced.
+
+* :class:`RestoreCells` is nbgrader's ``OverwriteCells`` (test cells restored to the gradebook's checksummed
+  originals, deleted ones added back) without its warning for every test cell whose hidden tests were removed
+  in the release -- that "checksum changed" is expected for every student, the perfect one included. Whether a
+  student really edited a test cell is reported by the class commands, which compare with the release.
+* :func:`sanitize` runs nbgrader's sanitizing preprocessors on a submission, as ``nbgrader autograde`` does
+  before executing it.
+* :class:`ReplayExecution` takes the place of nbgrader's ``Execute`` in the autograde converter: it hands over
+  the notebook a sandboxed worker executed, after checking that every test cell in it is the gradebook's
+  original. nbgrader then saves the grades, late penalties and the autograded notebook as usual.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbconvert.exporters.exporter import ResourcesDict
+from nbformat.notebooknode import NotebookNode
+from nbgrader import utils
+from nbgrader.api import Gradebook
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    NbGraderPreprocessor,
+    OverwriteCells,
+    OverwriteKernelspec,
+)
+
+
+class RestoreCells(OverwriteCells):
+    """nbgrader's OverwriteCells, adding deleted test cells back, quiet about expected checksum changes."""
+
+    def __init__(self, **kw):
+        kw.setdefault("add_missing_cells", True)
+        super().__init__(**kw)
+
+    def report_change(self, name, attr, old, new):
+        if attr == "checksum":
+            self.log.debug("test cell %s restored from the gradebook", name)
+        else:
+            super().report_change(name, attr, old, new)
+
+
+SANITIZERS = (ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreCells, CheckCellMetadata)
+
+
+def sanitize(nb: NotebookNode, db_url: str, assignment: str, notebook: str, student: str) -> NotebookNode:
+    """nbgrader's sanitizing steps of autograde, applied to ``nb`` in place."""
+    resources = ResourcesDict(nbgrader={"db_url": db_url, "assignment": assignment, "notebook": notebook,
+                                        "student": student})
+    for step in SANITIZERS:
+        nb, resources = step().preprocess(nb, resources)
+    return nb
+
+
+class ReplayExecution(NbGraderPreprocessor):
+    """Stands in for nbgrader's Execute preprocessor: the notebook was executed by a sandboxed worker."""
+
+    executed: dict[tuple[str, str, str], Path] = {}     # (assignment, student, notebook) -> executed notebook
+
+    def preprocess(self, nb: NotebookNode, resources: ResourcesDict):
+        info = resources["nbgrader"]
+        key = (info["assignment"], info["student"], info["notebook"])
+        if key not in self.executed:
+            raise RuntimeError(f"no executed notebook for {key}: the worker did not finish it")
+        executed = nbformat.read(self.executed[key], as_version=4)
+        with Gradebook(info["db_url"]) as gradebook:
+            originals = {cell.name: cell for cell in gradebook.find_notebook(info["notebook"],
+                                                                              info["assignment"]).source_cells}
+        expected = {c.metadata.nbgrader["grade_id"] for c in nb.cells if utils.is_grade(c) or utils.is_solution(c)}
+        found = {c.metadata.nbgrader["grade_id"] for c in executed.cells
+                 if utils.is_grade(c) or utils.is_solution(c)}
+        if expected != found:
+            raise RuntimeError(f"the executed notebook's graded cells {sorted(found)} differ from nbgrader's "
+                               f"{sorted(expected)}")
+        for cell in executed.cells:
+            if utils.is_grade(cell) and not utils.is_solution(cell):
+                original = originals[cell.metadata.nbgrader["grade_id"]]
+                if cell.source != original.source or utils.compute_checksum(cell) != original.checksum:
+                    raise RuntimeError(f"test cell {original.name} is not the gradebook's original")
+        executed.metadata = nb.metadata
+        return executed, resources

@@ -1,0 +1,174 @@
+"""One submission, from the student's folder to an executed notebook: the job a grading worker does.
+
+A worker reads the submitted notebook (an unreadable file is reported, never guessed at), applies nbgrader's
+sanitizing steps against a read-only snapshot of the gradebook (test cells become the checksummed originals;
+deleted ones come back), puts the cells in the lesson's order, plans which demonstrations to skip
+(:mod:`.plan`), copies the student's files (and the assignment's own data files, as nbgrader does) into a fresh
+sandbox (:mod:`.sandbox`) and runs it there (:mod:`.executor`). The executed notebook goes to a staging folder;
+only the parent process writes the gradebook (:mod:`.classroom`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from . import plan as plans
+from .executor import run_submission
+from .limits import Limits
+from .nbgrader_steps import sanitize
+from .sandbox import Isolation, Sandbox, python_roots
+
+PROTECTED_MODULES = ["torch", "torch.nn", "torch.nn.functional", "numpy", "math", "operator", "functools"]
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """What every submission of one assignment is compared with, read once by the parent."""
+    assignment: str
+    notebook: str                       # notebook id (file name without .ipynb)
+    source_positions: dict[str, int]    # grade_id, or a lesson cell's normalized source -> its position
+    lesson_sources: tuple[str, ...]     # the release's plain code cells, in order
+    release_tests: dict[str, str]       # grade_id -> test cell source as released (hidden tests removed)
+    data_folder: str                    # solutions/<assignment>: its non-notebook files are copied in
+
+    @classmethod
+    def read(cls, source_notebook: Path, release_notebook: Path) -> Lesson:
+        source = nbformat.read(source_notebook, as_version=4)
+        release = nbformat.read(release_notebook, as_version=4)
+        positions: dict[str, int] = {}
+        for i, c in reversed(list(enumerate(source.cells))):
+            grade_id = c.metadata.get("nbgrader", {}).get("grade_id")
+            positions[grade_id or plans.normalize(c.source)] = i
+        lesson = tuple(c.source for c in release.cells
+                       if c.cell_type == "code" and plans.role_of(c, frozenset()) == plans.STUDENT)
+        tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in release.cells
+                 if plans.role_of(c, frozenset()) == plans.TEST}
+        return cls(source_notebook.parent.name, source_notebook.stem, positions, lesson, tests,
+                   str(source_notebook.parent))
+
+
+@dataclass(frozen=True)
+class Job:
+    lesson: Lesson
+    student: str
+    submitted: str                      # the student's submitted folder for this assignment
+    db_url: str                         # a read-only snapshot of the gradebook
+    staging: str                        # where the executed notebook goes
+    limits: Limits
+    isolation: Isolation
+    skip_demonstrations: bool = True
+    threads: int = 1
+
+
+@dataclass
+class Outcome:
+    student: str
+    status: str                         # "executed", "unreadable", "failed"
+    executed: str | None = None         # path of the executed notebook
+    notes: list[str] = field(default_factory=list)
+    voided: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+    kernel_seconds: float = 0.0
+    cells_skipped: int = 0
+
+
+_SLOT = 0
+
+
+def set_slot(queue) -> None:
+    """Worker process initializer: take a slot number (it picks the sandbox uid)."""
+    global _SLOT
+    _SLOT = queue.get()
+
+
+def grade_job(job: Job) -> Outcome:
+    """Run in a worker process; never raises (a failure is an Outcome)."""
+    started = time.monotonic()
+    try:
+        outcome = _grade(job)
+    except Exception as error:  # a bug or an environment problem: report it, keep the class going
+        outcome = Outcome(job.student, "failed", notes=[f"grading failed: {type(error).__name__}: {error}",
+                                                        traceback.format_exc(limit=6)])
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _grade(job: Job) -> Outcome:
+    lesson = job.lesson
+    path = Path(job.submitted) / f"{lesson.notebook}.ipynb"
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as error:  # nbformat raises several types for unreadable notebooks
+        detail = " ".join(str(error).split())[:200]
+        return Outcome(job.student, "unreadable",
+                       notes=[f"{path.name} is not a readable notebook ({type(error).__name__}: {detail}); it "
+                              "scores 0. The file is kept in submitted/: ask the student to upload it again"])
+    outcome = Outcome(job.student, "executed")
+    submitted_tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
+                       if plans.role_of(c, frozenset()) == plans.TEST}
+    nb = sanitize(nb, job.db_url, lesson.assignment, lesson.notebook, job.student)
+    for grade_id, released in lesson.release_tests.items():
+        if grade_id not in submitted_tests:
+            outcome.notes.append(f"test cell {grade_id} was missing from the submission; the original was added "
+                                 "back and run")
+        elif plans.normalize(submitted_tests[grade_id]) != plans.normalize(released):
+            outcome.notes.append(f"test cell {grade_id} was edited in the submission; the original was run")
+    order = plans.lesson_order(nb.cells, lesson.source_positions)
+    if order != sorted(order):
+        outcome.notes.append("cells were out of the lesson's order; graded in the lesson's order")
+        nb.cells = [nb.cells[i] for i in order]
+    lesson_sources = frozenset(plans.normalize(s) for s in lesson.lesson_sources)
+    cell_plan = plans.plan(nb.cells, lesson_sources, skip_demonstrations=job.skip_demonstrations)
+    outcome.cells_skipped = len(cell_plan.skipped)
+
+    sandbox = Sandbox(job.isolation, job.limits, slot=_SLOT, threads=job.threads,
+                      parent=Path(job.staging))
+    try:
+        sandbox.add_files(Path(job.submitted))
+        sandbox.add_files(Path(lesson.data_folder), skip=(".ipynb_checkpoints",))
+        for stray in sandbox.input.glob("*.ipynb"):
+            if stray.name != path.name:
+                stray.unlink()     # the source folder's notebooks (hidden tests) never go in
+        executed, report = run_submission(nb, cell_plan, sandbox, job.limits,
+                                          guard_settings(cell_plan, nb.cells))
+    finally:
+        sandbox.cleanup()
+    target = Path(job.staging) / f"{job.student}.{lesson.notebook}.ipynb"
+    nbformat.write(executed, target)
+    outcome.executed = str(target)
+    outcome.notes += report.notes
+    outcome.voided = report.voided
+    outcome.kernel_seconds = report.kernel_seconds
+    return outcome
+
+
+def guard_settings(cell_plan: plans.NotebookPlan, cells: list) -> dict:
+    """What the kernel's guard protects and pre-imports: the modules the test cells import, and the modules of
+    the names they read that lesson cells imported."""
+    imported: dict[str, str] = {}
+    for c in cell_plan.cells:
+        if c.role in (plans.LESSON, plans.TEST):
+            imported.update(plans.imported_modules(cells[c.index].source))
+    preimport: list[str] = []
+    for c in cell_plan.cells:
+        if c.role != plans.TEST:
+            continue
+        modules = plans.imported_modules(cells[c.index].source).values()
+        modules = [*modules, *(imported[name] for name in c.facts.reads if name in imported)]
+        preimport += [m for m in modules if m not in preimport]
+    return {"preimport": preimport, "protect_prefixes": ["lessonlib"], "protect_modules": PROTECTED_MODULES,
+            "trusted_roots": [str(p) for p in python_roots()]}
+
+
+def write_outcome(outcome: Outcome, folder: Path) -> None:
+    (folder / f"{outcome.student}.outcome.json").write_text(json.dumps(outcome.__dict__, indent=1))
+
+
+def worker_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
