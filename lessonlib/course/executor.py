@@ -250,9 +250,10 @@ class SubmissionRun(NotebookClient):
                         self._void(cell, cell_plan, "the grading guard stopped answering during this test")
                     elif reply["tampered"]:
                         self._void(cell, cell_plan, "changed while the test ran: " + ", ".join(reply["tampered"][:6]))
+                    else:
+                        self._settle_score(cell, cell_plan, reply)
                 else:
                     self._void(cell, cell_plan, "the grading guard was disabled by an earlier cell")
-                self._check_score(cell, cell_plan)
                 self._relabel_stderr(cell, cell_plan)
             elif cell_plan.role == plans.LESSON and trusted and facts.binds:
                 await guard.call("record", names=sorted(facts.binds))
@@ -276,24 +277,26 @@ class SubmissionRun(NotebookClient):
         self.report.voided[cell_plan.grade_id] = why
         self.report.note(f"{cell_plan.grade_id} scores 0: {why}")
 
-    def _check_score(self, cell, cell_plan: plans.CellPlan) -> None:
-        """A test cell that ends with an expression must produce its score: a number in [0, points]."""
+    def _settle_score(self, cell, cell_plan: plans.CellPlan, reply: dict) -> None:
+        """The test cell's value as the guard saw it is its score: whatever execute_result messages the notebook
+        published are replaced by it. A test that ends with an expression must end with a number between 0 and
+        its points (the Grader's score)."""
         if any(o.output_type == "error" for o in cell.outputs):
             return
-        tree_ends_with_value = cell_plan.facts.parsed and _ends_with_expression(cell.source)
-        results = [o for o in cell.outputs if o.output_type == "execute_result"]
-        if not tree_ends_with_value and not results:
+        if not _ends_with_expression(cell.source):
             return
         points = float(cell.metadata.get("nbgrader", {}).get("points", 0))
-        text = results[-1].get("data", {}).get("text/plain", "") if results else ""
-        try:
-            value = float(text if isinstance(text, str) else "".join(text))
-        except ValueError:
-            value = math.nan
-        if not results:
-            self._void(cell, cell_plan, "the test produced no score (its last value was not displayed)")
-        elif not 0 <= value <= points:
-            self._void(cell, cell_plan, f"the test's score {text!s:.40} is not a number between 0 and {points:g}")
+        score = reply.get("score")
+        if not reply.get("has_result"):
+            self._void(cell, cell_plan, "the test produced no score (its last line did not complete)")
+        elif score is None or not 0 <= score <= points:
+            self._void(cell, cell_plan, f"the test's value is not a score between 0 and {points:g}")
+        else:
+            count = next((o.get("execution_count") for o in cell.outputs if o.output_type == "execute_result"),
+                         cell.get("execution_count"))
+            cell.outputs = [o for o in cell.outputs if o.output_type != "execute_result"]
+            cell.outputs.append(nbformat.v4.new_output("execute_result", data={"text/plain": repr(score)},
+                                                       execution_count=count))
 
     def _relabel_stderr(self, cell, cell_plan: plans.CellPlan) -> None:
         wrote = False
@@ -312,8 +315,8 @@ class SubmissionRun(NotebookClient):
         for output in cell.outputs:
             if output.output_type != "error" or output.ename in (NOT_RUN, VOID):
                 continue
-            if output.ename == "NotImplementedError":
-                continue   # an unanswered exercise: the tests say so
+            if output.ename == "NotImplementedError" or output.ename == "KeyboardInterrupt" and self.timed_out:
+                continue   # an unanswered exercise (the tests say so), or the interrupt of a timeout (noted)
             hint = _ERROR_HINTS.get(output.ename, "")
             evalue = " ".join(str(output.evalue).split())[:160]
             if "Network is unreachable" in evalue or "Temporary failure in name resolution" in evalue:

@@ -39,6 +39,7 @@ from typing import Any
 
 COMM_TARGET = "coursegrade-guard"
 COMPARE = "__coursegrade_compare__"
+RESULT = "__coursegrade_result__"
 _OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.In: "in",
         ast.NotIn: "not in"}
 _DUNDERS = {"==": ("__eq__",), "!=": ("__ne__", "__eq__"), "<": ("__lt__", "__gt__"),
@@ -110,8 +111,9 @@ def _compare(trusted: _TrustedCode):
 
 
 class _StrictComparisons(ast.NodeTransformer):
-    """Rewrites ``a == b < c`` into ``__coursegrade_compare__(a, ("==", "<"), (lambda: b, lambda: c))`` while a
-    test cell is being compiled."""
+    """While a test cell is compiled: rewrites ``a == b < c`` into
+    ``__coursegrade_compare__(a, ("==", "<"), (lambda: b, lambda: c))``, and the cell's last expression (the
+    Grader's score) into ``__coursegrade_result__(...)``, which hands the value to the guard (and returns it)."""
 
     def __init__(self, state: dict):
         self.state = state
@@ -120,6 +122,14 @@ class _StrictComparisons(ast.NodeTransformer):
         if not self.state.get("test_active"):
             return node
         return super().visit(node)
+
+    def visit_Module(self, node: ast.Module):
+        self.generic_visit(node)
+        if node.body and isinstance(node.body[-1], ast.Expr):
+            last = node.body[-1]
+            last.value = ast.fix_missing_locations(ast.copy_location(
+                ast.Call(func=ast.Name(RESULT, ast.Load()), args=[last.value], keywords=[]), last.value))
+        return node
 
     def visit_Compare(self, node: ast.Compare):
         self.generic_visit(node)
@@ -215,6 +225,7 @@ class Guard:
         self.names_before_test: set[str] = set()
         self.linecache_keys: set[str] = set()
         setattr(builtins, COMPARE, _compare(self.trusted))
+        setattr(builtins, RESULT, self._capture)
         shell.ast_transformers.append(_StrictComparisons(self.state))
         self.builtins = dict(vars(builtins))
         self.user_ns = shell.user_ns
@@ -235,6 +246,11 @@ class Guard:
         self.method_names = {name for methods in self.machinery.values() for name in methods}
         self._snapshot_modules()
         sys.addaudithook(self._audit)
+
+    def _capture(self, value):
+        if self.state["test_active"]:
+            self.state["result"] = value
+        return value
 
     # -- snapshots ----------------------------------------------------------------------------------------
     def _protected(self, name: str) -> bool:
@@ -311,7 +327,7 @@ class Guard:
             if name in own_names:
                 continue
             shadows = name in self.builtins and not name.startswith("_") or name in (
-                "__builtins__", "__builtin__", COMPARE)
+                "__builtins__", "__builtin__", COMPARE, RESULT)
             initial = self.initial_user_ns.get(name, _MISSING)
             if shadows and user_ns[name] is not initial:
                 found.append(Change(f"the builtin {name}", _putter(user_ns, name), initial, user_ns[name], name))
@@ -341,6 +357,7 @@ class Guard:
         self.stash = changes
         self.names_before_test = set(self.user_ns)
         self.linecache_keys = set(linecache.cache)
+        self.state.pop("result", None)
         self.state["test_active"] = True
         return {"restored": [c.what for c in changes]}
 
@@ -359,7 +376,14 @@ class Guard:
                 continue   # the test cell bound this name itself: keep the test's binding
             change.reapply()
         self.stash = []
-        return {"tampered": [c.what for c in during]}
+        result = self.state.pop("result", _MISSING)
+        score = None
+        if result is not _MISSING and (type(result) in (int, float, bool) or type(result).__module__ == "numpy"):
+            try:
+                score = float(result)
+            except (TypeError, ValueError):
+                score = None
+        return {"tampered": [c.what for c in during], "has_result": result is not _MISSING, "score": score}
 
     def _audit(self, event: str, args: tuple) -> None:
         if event == "sys.addaudithook":

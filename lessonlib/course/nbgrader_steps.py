@@ -13,6 +13,11 @@ gradebook; only execution is replaced.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
+import sys
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -83,3 +88,52 @@ class ReplayExecution(NbGraderPreprocessor):
                     raise RuntimeError(f"test cell {original.name} is not the gradebook's original")
         executed.metadata = nb.metadata
         return executed, resources
+
+
+@contextlib.contextmanager
+def in_folder(folder: Path):
+    """nbgrader reads nbgrader_config.py from the current folder: run its apps from the course root."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+def nbgrader_app(app_class, course_root: Path, argv: list[str] | None = None, log_level: int = logging.WARNING):
+    """An nbgrader application configured from the course's nbgrader_config.py, as its command would be, for
+    use in this process (call it inside :func:`in_folder`)."""
+    tools = str(Path(sys.executable).parent)     # nbgrader runs `alembic` from PATH to create a gradebook
+    if tools not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([tools, os.environ.get("PATH", "")])
+    warnings.filterwarnings("ignore", module="nbgrader")            # SQLAlchemy session warnings: noise
+    warnings.filterwarnings("ignore", message=".*not in session.*")
+    app = app_class()
+    app.initialize([*(argv or []), f"--log-level={log_level}"])
+    if Path(app.coursedir.root).resolve() != Path(course_root).resolve():
+        raise RuntimeError(f"run nbgrader apps from the course root {course_root}, not {os.getcwd()}")
+    return app
+
+
+def register_assignment(course_root: Path, assignment: str, scratch: Path) -> Path:
+    """Register ``assignment`` in the course's gradebook (its notebooks, graded cells and the checksummed test
+    cells autograde restores) by generating it into ``scratch``: the committed release in notebooks/ is left
+    alone. Returns the generated release folder."""
+    from nbgrader.apps import GenerateAssignmentApp
+    from nbgrader.converters.base import NbGraderException
+
+    release = scratch / "release"
+    with in_folder(course_root):
+        app = nbgrader_app(GenerateAssignmentApp, course_root,
+                           [assignment, "--force", f"--CourseDirectory.release_directory={release}"])
+        app.coursedir.assignment_id = assignment
+        from nbgrader.converters import GenerateAssignment
+
+        try:
+            GenerateAssignment(coursedir=app.coursedir, parent=app).start()
+        except NbGraderException as error:
+            raise RuntimeError(f"nbgrader could not register {assignment} in the gradebook: {error}. If the graded "
+                               f"cells of solutions/{assignment} changed after students submitted, restore them "
+                               "or start a new gradebook") from None
+    return release / assignment
