@@ -26,19 +26,17 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 REDACTED = "[a line of a hidden test, not shown]"
 
 
-class _HtmlAware:
-    """nbgrader's preprocessors declare ``display_data_priority`` without the config tag, so the HTML exporter's
-    setting of it makes generate_feedback warn "Config option not recognized"; accepting it silences that."""
+# nbgrader's preprocessors declare ``display_data_priority`` without the config tag, so the HTML exporter's setting
+# of it makes generate_feedback warn "Config option not recognized"; declaring it configurable silences that.
+class ClearHiddenTestsForFeedback(ClearHiddenTests):
+    """nbgrader's ClearHiddenTests, without the spurious configuration warning."""
     display_data_priority = List([]).tag(config=True)
 
 
-class ClearHiddenTestsForFeedback(_HtmlAware, ClearHiddenTests):
-    """nbgrader's ClearHiddenTests, without the spurious configuration warning."""
-
-
-class RedactHiddenTests(_HtmlAware, NbGraderPreprocessor):
+class RedactHiddenTests(NbGraderPreprocessor):
     """Removes from every output each line that contains a line of a hidden test (8 characters or more, once
     stripped; shorter ones, like ``)`` or ``else:``, reveal nothing)."""
+    display_data_priority = List([]).tag(config=True)
 
     def preprocess(self, nb, resources):
         hidden = set()
