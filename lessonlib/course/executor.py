@@ -38,10 +38,11 @@ from . import plan as plans
 from .guard import COMM_TARGET, sign
 from .kernel_boot import GUARD_SECRET, GUARD_SETTINGS
 from .limits import Limits
-from .sandbox import Sandbox
+from .sandbox import Sandbox, kill_strays
 
 VOID = "GradingIntegrityError"
 NOT_RUN = "CellNotRun"
+MAX_RESTARTS = 3
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -105,6 +106,7 @@ class RunReport:
     cells_skipped: int = 0
     kernel_died: str | None = None
     output_dropped: int = 0
+    restarts: int = 0
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -131,6 +133,7 @@ class SubmissionRun(NotebookClient):
         self.notebook_bytes = 0
         self._dropped_in_cell = False
         self.kernel_log = None
+        self.restored: set[str] = set()
         self.timeout_func = self._cell_timeout
 
     # -- limits ---------------------------------------------------------------------------------------------
@@ -139,6 +142,7 @@ class SubmissionRun(NotebookClient):
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self.timed_out = True
+        self._reap()      # a fork bomb's children first, so the interrupt reaches a kernel that can answer
         return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):
@@ -158,13 +162,34 @@ class SubmissionRun(NotebookClient):
 
     # -- the run --------------------------------------------------------------------------------------------
     async def async_run(self) -> nbformat.NotebookNode:
+        """Run the notebook. When a cell stops the kernel (a crash, an exit, a cell that would not stop), the
+        notebook is run again from the top without that cell, up to MAX_RESTARTS times within the notebook's
+        time budget: one hostile or broken cell costs only what depends on it."""
+        skip: dict[int, str] = {}
+        for attempt in range(MAX_RESTARTS + 1):
+            if attempt:
+                self._reset_outputs()
+            lost = await self._attempt(skip)
+            if lost is None:
+                break
+            index, why = lost
+            skip[index] = why
+            if attempt == MAX_RESTARTS or self.deadline - time.monotonic() < 5:
+                self.report.note("not run again: too many restarts or no time left")
+                break
+            self.report.restarts += 1
+        return self.nb
+
+    async def _attempt(self, skip: dict[int, str]) -> tuple[int, str] | None:
         (self.sandbox.runtime / GUARD_SETTINGS).write_text(json.dumps(self.guard_settings))
         (self.sandbox.runtime / GUARD_SECRET).write_bytes(self.secret)
         km = SandboxedKernelManager(sandbox=self.sandbox, transport="ipc", ip=str(self.sandbox.runtime / "k"),
                                     connection_file=str(self.sandbox.runtime / "kernel.json"))
-        self.km, self.owns_km = km, True
+        self.km, self.owns_km, self.kc = km, True, None
         started = time.monotonic()
         try:
+            if self.kernel_log is not None:
+                self.kernel_log.close()
             self.kernel_log = open(self.sandbox.folder / "kernel.log", "wb")
             await km.start_kernel(extra_arguments=["--HistoryManager.hist_file=:memory:"],
                                   env=self.sandbox.environment(), cwd=str(self.sandbox.folder),
@@ -178,14 +203,22 @@ class SubmissionRun(NotebookClient):
             if not await guard.open():
                 raise RuntimeError("the kernel started but its grading guard did not answer; its log ends with:\n"
                                    + self.kernel_log_tail())
-            self.report.kernel_seconds = time.monotonic() - started
-            self.deadline = time.monotonic() + self.limits.notebook_seconds
-            await self._run_cells(guard)
+            if self.deadline == math.inf:
+                self.report.kernel_seconds = time.monotonic() - started
+                self.deadline = time.monotonic() + self.limits.notebook_seconds
+            return await self._run_cells(guard, skip)
         finally:
-            self.report.run_seconds = time.monotonic() - started - self.report.kernel_seconds
+            self.report.run_seconds += time.monotonic() - started
             if self.km is not None:
                 await self._async_cleanup_kernel()
-        return self.nb
+
+    def _reset_outputs(self) -> None:
+        for cell in self.nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = []
+                cell.execution_count = None
+        self.report.voided.clear()
+        self.notebook_bytes = 0
 
     def kernel_log_tail(self, lines: int = 15) -> str:
         path = self.sandbox.folder / "kernel.log"
@@ -195,9 +228,11 @@ class SubmissionRun(NotebookClient):
             self.kernel_log.flush()
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    async def _run_cells(self, guard: GuardLink) -> None:
+    async def _run_cells(self, guard: GuardLink, skip: dict[int, str]) -> tuple[int, str] | None:
+        """Run the planned cells; (index, why) of the cell that stopped the kernel, or None."""
         trusted = True
         stopped: str | None = None
+        lost: tuple[int, str] | None = None
         for cell_plan in self.plan.cells:
             cell = self.nb.cells[cell_plan.index]
             if cell.cell_type != "code":
@@ -208,6 +243,10 @@ class SubmissionRun(NotebookClient):
                 continue
             if stopped is not None:
                 self._not_run(cell, cell_plan, stopped)
+                continue
+            if cell_plan.index in skip:
+                self._not_run(cell, cell_plan, f"it {skip[cell_plan.index]} in an earlier run; the notebook was run "
+                                               "again without it")
                 continue
             if time.monotonic() >= self.deadline:
                 stopped = f"the notebook used up its {self.limits.notebook_seconds:g} s"
@@ -223,15 +262,20 @@ class SubmissionRun(NotebookClient):
                     trusted = False
                     self.report.note(f"the grading guard stopped answering before {cell_plan.grade_id} (the "
                                      "notebook interfered with the kernel); that test and every later one score 0")
-                elif reply["restored"]:
-                    self.report.note(f"before {cell_plan.grade_id}, put back what the notebook had changed: "
-                                     + ", ".join(reply["restored"][:6]))
+                else:
+                    new = [item for item in reply["restored"] if item not in self.restored]
+                    self.restored.update(new)
+                    if new:
+                        self.report.note(f"before {cell_plan.grade_id} (and any later test), put back what the "
+                                         "notebook had changed: " + ", ".join(new[:8]))
             self.cell_bytes, self._dropped_in_cell, self.timed_out = 0, False, False
             try:
                 await self.async_execute_cell(cell, cell_plan.index, store_history=not is_test)
                 self.report.cells_run += 1
             except (DeadKernelError, CellTimeoutError, asyncio.CancelledError) as error:
-                stopped = await self._kernel_lost(cell, cell_plan, error)
+                why = await self._kernel_lost(cell, cell_plan, error)
+                stopped = f"the kernel stopped at {self._where(cell_plan)}"
+                lost = (cell_plan.index, why)
                 continue
             finally:
                 if self._dropped_in_cell:
@@ -241,6 +285,9 @@ class SubmissionRun(NotebookClient):
             if self.timed_out:
                 self.report.note(f"{self._where(cell_plan)} ran longer than {self.limits.cell_seconds:g} s and was "
                                  "interrupted")
+            if self._dropped_in_cell:
+                self.report.note(f"{self._where(cell_plan)} printed more than {self.limits.output_kb_per_cell} KB; "
+                                 "the rest of its output was not kept")
             if is_test:
                 if trusted:
                     reply = await guard.call("after", reads=sorted(facts.reads), binds=sorted(facts.binds),
@@ -258,6 +305,21 @@ class SubmissionRun(NotebookClient):
             elif cell_plan.role == plans.LESSON and trusted and facts.binds:
                 await guard.call("record", names=sorted(facts.binds))
             self._note_errors(cell, cell_plan)
+            if self._hit_process_limit(cell):
+                self._reap()
+        return lost
+
+    def _hit_process_limit(self, cell) -> bool:
+        return any(o.output_type == "error" and (o.ename == "BlockingIOError" or "Resource temporarily unavailable"
+                                                 in str(o.evalue)) for o in cell.outputs)
+
+    def _reap(self) -> None:
+        """Kill what a fork bomb left in the sandbox (only inside bubblewrap's PID namespace)."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if self.sandbox.isolation.confined and process is not None:
+            killed = kill_strays(process.pid)
+            if killed:
+                self.report.note(f"{killed} leftover processes of the submission were stopped")
 
     # -- what happened --------------------------------------------------------------------------------------
     def _where(self, cell_plan: plans.CellPlan) -> str:
@@ -326,18 +388,19 @@ class SubmissionRun(NotebookClient):
             self.report.note(f"{self._where(cell_plan)} raised {output.ename}: {evalue}{hint}")
 
     async def _kernel_lost(self, cell, cell_plan: plans.CellPlan, error: BaseException) -> str:
+        """Record why the kernel is gone; returns a short reason for the cell's "not run" note."""
         why = await self._exit_reason()
         if isinstance(error, CellTimeoutError) or self.timed_out:
-            why = (f"{self._where(cell_plan)} ran longer than {self.limits.cell_seconds:g} s and did not stop when "
-                   "interrupted; the kernel was stopped")
+            short = f"ran longer than {self.limits.cell_seconds:g} s and did not stop when interrupted"
+            why = f"{self._where(cell_plan)} {short}; the kernel was stopped"
         elif why is None:
+            short = "made the kernel stop responding"
             why = f"the kernel stopped responding in {self._where(cell_plan)} ({type(error).__name__})"
         else:
+            short = f"stopped the kernel ({why})"
             why = f"the kernel {why} in {self._where(cell_plan)}"
         self.report.kernel_died = why
-        later_tests = [c.grade_id for c in self.plan.cells if c.role == plans.TEST and c.index != cell_plan.index
-                       and not c.skip and self.plan.cells.index(c) > self.plan.cells.index(cell_plan)]
-        self.report.note(why + (f"; later tests score 0: {', '.join(later_tests)}" if later_tests else ""))
+        self.report.note(why + "; the notebook was run again without that cell")
         cell.outputs.append(nbformat.v4.new_output("error", ename="KernelDied", evalue=why,
                                                    traceback=[f"KernelDied: {why}"]))
         if cell_plan.role == plans.TEST:
@@ -346,7 +409,7 @@ class SubmissionRun(NotebookClient):
             await self.km.shutdown_kernel(now=True)
         except Exception:
             pass
-        return why
+        return short
 
     async def _exit_reason(self) -> str | None:
         process = getattr(getattr(self.km, "provisioner", None), "process", None)

@@ -241,3 +241,32 @@ class Sandbox:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def kill_strays(launcher_pid: int) -> int:
+    """Kill every process of a bubblewrap sandbox except its init (pid 1 inside) and the kernel (pid 2): what a
+    fork bomb or a background job left behind. Returns how many were killed. Linux only (it reads /proc)."""
+    import signal
+
+    try:
+        children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
+        namespace = os.readlink(f"/proc/{children[0]}/ns/pid") if children else None
+    except OSError:
+        return 0
+    if namespace is None or namespace == os.readlink("/proc/self/ns/pid"):
+        return 0     # not a sandbox of its own: never touch processes outside one
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "ns" / "pid") != namespace:
+                continue
+            status = (entry / "status").read_text()
+            inner = int(next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[-1])
+            if inner > 2:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+        except (OSError, StopIteration, ValueError):
+            continue
+    return killed
