@@ -54,6 +54,7 @@ class StudentResult:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     kernel_seconds: float = 0.0
+    cells_skipped: int = 0
 
 
 @dataclass
@@ -240,7 +241,7 @@ class ClassGrader:
             app.coursedir.student_id = "*"
         score, max_score = self._score(app, assignment, outcome.student)
         return StudentResult(outcome.student, "graded", score, max_score, outcome.notes, outcome.seconds,
-                             outcome.kernel_seconds)
+                             outcome.kernel_seconds, outcome.cells_skipped)
 
     def _record_empty(self, app, assignment: str, lesson: Lesson, student: str, status: str, notes: list[str],
                       seconds: float = 0.0) -> StudentResult:

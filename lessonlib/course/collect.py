@@ -9,8 +9,9 @@ File names. Which student a file belongs to is read from its path inside the dow
 :attr:`LmsFileCollector.named_regexps` that matches (an instructor can set their own in nbgrader_config.py):
 
 * a folder per student: ``alice/00_orientation.ipynb`` (any depth below ``alice/``);
-* a prefix: ``alice_00_orientation.ipynb`` -- the student id is everything before the first ``_``, so
-  Canvas-style names (``smithjane_12345_67890_00_orientation.ipynb``) give ``smithjane``.
+* a prefix: ``alice_00_orientation.ipynb`` -- the student id is what comes before ``_<the lesson's notebook
+  name>`` (so ``alice_smith_00_orientation.ipynb`` is ``alice_smith``), and for any other name everything before
+  the first ``_``, so Canvas-style names (``smithjane_12345_67890_00_orientation.ipynb``) give ``smithjane``.
 
 A notebook whose name is not the lesson's (``my attempt.ipynb``, Canvas' numbered copies) is filed under the
 lesson's name when it is that student's only notebook in the download; the report says so. Everything else that
@@ -60,6 +61,10 @@ class LmsFileCollector(FileNameCollectorPlugin):
 
     def _match(self, filename: str) -> dict | None:
         relative = self._relative(filename)
+        if not self.named_regexp and "/" not in relative:
+            for released in self._released():       # alice_smith_01_inference_costs.ipynb: the id may hold "_"
+                if relative.endswith("_" + released) and len(relative) > len(released) + 1:
+                    return {"student_id": relative[:-len(released) - 1], "file_id": released}
         patterns = [self.named_regexp] if self.named_regexp else self.named_regexps
         for pattern in patterns:
             match = re.match(pattern, relative)

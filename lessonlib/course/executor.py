@@ -381,7 +381,8 @@ class SubmissionRun(NotebookClient):
                 continue   # an unanswered exercise (the tests say so), or the interrupt of a timeout (noted)
             hint = _ERROR_HINTS.get(output.ename, "")
             evalue = " ".join(str(output.evalue).split())[:160]
-            if "Network is unreachable" in evalue or "Temporary failure in name resolution" in evalue:
+            if output.ename == "gaierror" or any(text in evalue for text in (
+                    "Network is unreachable", "name resolution", "Name or service not known")):
                 hint = " (the sandbox has no network)"
             elif "Resource temporarily unavailable" in evalue:
                 hint = f" (the process limit is {self.limits.processes})"

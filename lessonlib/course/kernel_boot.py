@@ -3,10 +3,12 @@
     python -m lessonlib.course.kernel_boot --limits JSON --runtime DIR --home DIR --input DIR [--uid N] -- ARGS
 
 In order, before any student code runs:
-1. copies the student's files from the read-only input folder into the kernel's home folder;
-2. reads the grading guard's settings and secret from the runtime folder and deletes the secret file;
-3. sets the resource limits (memory, processes, file size, CPU time, open files, no core dumps);
-4. when started as root inside bubblewrap, drops to the sandbox uid: no groups, no capabilities, no_new_privs;
+1. reads the grading guard's settings and secret from the runtime folder and deletes the secret file, and the
+   connection file jupyter_client wrote for the grading user;
+2. sets the resource limits (memory, processes, file size, CPU time, open files, no core dumps);
+3. when started as root inside bubblewrap, drops to the sandbox uid: no groups, no capabilities, no_new_privs;
+4. copies the student's files from the read-only input folder into the kernel's home folder (so they belong to
+   the kernel's uid) and writes a private copy of the connection file;
 5. pre-imports what the test cells import, so a student's file named like a module cannot shadow it;
 6. starts ipykernel with ARGS and installs the guard (:mod:`.guard`) in its shell.
 
@@ -27,9 +29,16 @@ GUARD_SECRET = "guard.key"        # in the runtime folder: deleted as soon as it
 
 
 def copy_input(source: str, home: str) -> None:
+    """Copy the student's files into the kernel's home, owned by the kernel's own uid (run after dropping
+    privileges), without copying folder modes onto the home folder itself."""
     os.makedirs(home, exist_ok=True)
-    if os.path.isdir(source):
-        shutil.copytree(source, home, dirs_exist_ok=True, symlinks=False)
+    if not os.path.isdir(source):
+        return
+    for folder, _subfolders, files in os.walk(source):
+        target = os.path.join(home, os.path.relpath(folder, source))
+        os.makedirs(target, exist_ok=True)
+        for name in files:
+            shutil.copyfile(os.path.join(folder, name), os.path.join(target, name))
 
 
 def read_guard_settings(runtime: str) -> tuple[dict, bytes]:
@@ -133,8 +142,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv[:split])
     kernel_args = argv[split + 1:]
 
-    copy_input(args.input, args.home)
-    os.chdir(args.home)
     settings, secret = read_guard_settings(args.runtime)
     connection = read_connection_file(kernel_args)
     set_limits(Limits.from_json(args.limits))
@@ -142,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
         drop_privileges(args.uid)
     else:
         no_new_privs()
+    copy_input(args.input, args.home)
+    os.chdir(args.home)
     kernel_args = write_connection_file(kernel_args, connection)
     if os.getpid() <= 2:
         # pid 1 or 2 of its own PID namespace: ipykernel would take the namespace's init (its parent, pid 1) for a

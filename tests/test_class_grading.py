@@ -1,0 +1,245 @@
+"""Class grading as an instructor does it: the README's walk-through, run literally on a fresh copy of the course
+with the fixture class of tests/class_fixture.py (good and hostile submissions), graded once with the default
+workers; every assertion reads that one run. Then: the same submissions as the end-to-end test, graded through
+the class machinery (sandbox, guard, skipped demonstrations), score exactly as plain `nbgrader autograde` does.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lessonlib.course.classroom import ClassGrader
+from lessonlib.course.plan import split_hidden
+from lessonlib.course.sandbox import probe
+
+from . import class_fixture as fixture
+from .conftest import REPO
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class ClassRun:
+    root: Path
+    students: list[fixture.Student]
+    outputs: dict[str, subprocess.CompletedProcess] = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+    scores: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    alone: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    submitted_before: dict[str, str] = field(default_factory=dict)
+    submitted_after: dict[str, str] = field(default_factory=dict)
+
+    def student(self, name: str) -> fixture.Student:
+        return next(s for s in self.students if s.id == name)
+
+    def result(self, name: str) -> dict:
+        return next(r for r in self.report["results"] if r["student"] == name)
+
+    def graded_notebook(self, name: str) -> nbformat.NotebookNode:
+        return nbformat.read(self.root / "autograded" / name / fixture.ASSIGNMENT / fixture.NOTEBOOK, as_version=4)
+
+
+def fresh_course(target: Path, assignments: list[str] | None = None) -> Path:
+    """What a clone holds for grading: the config, solutions/ and notebooks/ (no gradebook, nothing graded)."""
+    target.mkdir(parents=True)
+    shutil.copy(REPO / "nbgrader_config.py", target)
+    for folder in ("solutions", "notebooks"):
+        for assignment in assignments or [p.name for p in (REPO / folder).iterdir() if p.is_dir()]:
+            shutil.copytree(REPO / folder / assignment, target / folder / assignment)
+    return target
+
+
+def gradebook_scores(root: Path, assignment: str) -> dict[str, dict[str, float | None]]:
+    from nbgrader.api import Gradebook, MissingEntry
+
+    scores = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        for student in gradebook.students:
+            try:
+                submission = gradebook.find_submission(assignment, student.id)
+            except MissingEntry:
+                continue
+            scores[student.id] = {grade.name: grade.score if grade.auto_score is not None else None
+                                  for notebook in submission.notebooks for grade in notebook.grades
+                                  if grade.cell_type == "code"}
+    return scores
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def run(command: list[str], cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory) -> ClassRun:
+    if sys.platform.startswith("linux"):
+        assert probe().confined, ("class grading tests check the real isolation: install bubblewrap "
+                                  f"(apt-get install bubblewrap); {probe().reason}")
+    root = fresh_course(tmp_path_factory.mktemp("class") / "course")
+    with open(root / "nbgrader_config.py", "a") as config:   # quicker limits for the runaway submissions
+        config.write("\nc.ClassGrading.cell_seconds = 20\nc.ClassGrading.memory_mb = 2048\n")
+    students = fixture.build(REPO, root)
+    download = root.parent / f"{fixture.ASSIGNMENT}.zip"
+    download.write_bytes(fixture.download(students))
+    result = ClassRun(root, students)
+    for line in fixture.class_walkthrough((REPO / "README.md").read_text()):
+        command = shlex.split(line)
+        assert command[0] == "coursegrade", f"the walk-through should only use coursegrade: {line}"
+        command[0] = str(BIN / "coursegrade")
+        if command[1] == "collect":
+            command[-1] = str(download)
+        if command[1] == "autograde":
+            result.submitted_before = hashes(root / "submitted")
+        result.outputs[command[1]] = run(command, root)
+        if command[1] == "autograde":
+            result.submitted_after = hashes(root / "submitted")
+            result.report = fixture.load_report(root)
+            result.scores = gradebook_scores(root, fixture.ASSIGNMENT)
+    alone = ["good_solution", "good_noisy", "good_megabytes"]
+    result.outputs["alone"] = run([str(BIN / "coursegrade"), "autograde", fixture.ASSIGNMENT, "--force", "--quiet",
+                                   "--workers", "1", *[arg for s in alone for arg in ("--student", s)]], root)
+    result.alone = {s: scores for s, scores in gradebook_scores(root, fixture.ASSIGNMENT).items() if s in alone}
+    return result
+
+
+def test_every_command_of_the_walkthrough_succeeds(graded_class):
+    for step, output in graded_class.outputs.items():
+        assert output.returncode == 0, f"coursegrade {step} failed:\n{output.stdout[-3000:]}\n{output.stderr[-3000:]}"
+    collect = graded_class.outputs["collect"].stdout
+    assert f"collected {len(graded_class.students)} student(s)" in collect, collect
+    assert "renamed: renamed: my attempt.ipynb filed as 01_inference_costs.ipynb" in collect, collect
+    assert "README.txt" in collect and "NOT COLLECTED" in collect, collect
+    summary = graded_class.outputs["autograde"].stdout
+    assert f"graded: {len(graded_class.students) - 1}" in summary and "invalid_json" in summary, summary
+
+
+def test_every_submission_gets_the_score_it_deserves(graded_class):
+    problems = []
+    for student in graded_class.students:
+        got = graded_class.scores.get(student.id)
+        if got is None:
+            problems.append(f"{student.id}: no grades in the gradebook")
+            continue
+        want = student.expected_scores()
+        if got != want:
+            wrong = {gid: (got.get(gid), points) for gid, points in want.items() if got.get(gid) != points}
+            problems.append(f"{student.id}: (got, deserved) {wrong}; notes: {graded_class.result(student.id)['notes']}")
+        status = graded_class.result(student.id)["status"]
+        if status != student.status:
+            problems.append(f"{student.id}: status {status}, expected {student.status}")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_report_says_what_happened(graded_class):
+    problems = []
+    for student in graded_class.students:
+        notes = " | ".join(graded_class.result(student.id)["notes"])
+        missing = [words for words in student.notes if words not in notes]
+        if missing:
+            problems.append(f"{student.id}: no {missing} in: {notes or '(no notes)'}")
+    assert not problems, "\n".join(problems)
+    good = [s.id for s in graded_class.students if s.id.startswith("good_") and not s.notes]
+    for name in good:
+        assert not graded_class.result(name)["notes"], f"{name} is clean but got notes"
+
+
+def test_good_submissions_score_exactly_as_when_graded_alone(graded_class):
+    assert graded_class.alone, graded_class.outputs["alone"].stdout
+    for student, scores in graded_class.alone.items():
+        assert scores == graded_class.scores[student], student
+
+
+def test_submissions_could_not_read_solutions_other_students_or_the_gradebook(graded_class):
+    nb = graded_class.graded_notebook("reads_solutions")
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "cannot read" in text and "READ " not in text, text
+    assert str(graded_class.root) not in text.split("sees", 1)[1].split("\n")[0], text
+    if os.geteuid() == 0:
+        uid = int(text.split("uid", 1)[1].split()[0])
+        assert uid != 0, "the kernel ran as root"
+
+
+def test_submissions_could_not_change_the_gradebook_or_another_students_files(graded_class):
+    nb = graded_class.graded_notebook("writes_the_gradebook")
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "cannot write" in text and "WROTE" not in text, text
+    with sqlite3.connect(graded_class.root / "gradebook.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert graded_class.submitted_before == graded_class.submitted_after, "a submitted file changed while grading"
+
+
+def test_the_network_was_unreachable(graded_class):
+    notes = " ".join(graded_class.result("reaches_by_address")["notes"])
+    assert "Network is unreachable" in notes, notes
+
+
+def test_feedback_shows_every_check_and_never_a_hidden_test(graded_class):
+    source = nbformat.read(REPO / "solutions" / fixture.ASSIGNMENT / fixture.NOTEBOOK, as_version=4)
+    hidden = {line.strip() for c in source.cells if c.metadata.get("nbgrader", {}).get("grade")
+              for line in split_hidden(c.source)[1].splitlines() if len(line.strip()) >= 8}
+    assert hidden
+    pages = sorted((graded_class.root / "feedback").glob(f"*/{fixture.ASSIGNMENT}/*.html"))
+    assert len(pages) == len(graded_class.students) - 1, pages   # all but the unreadable one
+    for page in pages:
+        text = html.unescape(page.read_text())
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"{page}: shows hidden test lines {leaked[:3]}"
+    good = html.unescape((graded_class.root / "feedback" / "good_solution" / fixture.ASSIGNMENT /
+                          "01_inference_costs.html").read_text())
+    assert "PASS  grouped-query attention (8 KV heads for 32 query heads)" in good
+
+
+def test_export_has_one_row_per_student_and_only_submitted_lessons(graded_class):
+    rows = [line.split(",") for line in (graded_class.root / "grades" / "grades.csv").read_text().splitlines()]
+    assert rows[0] == ["student_id", "last_name", "first_name", "email", fixture.ASSIGNMENT, "total"], rows[0]
+    assert rows[1][0] == "(maximum)"
+    by_student = {row[0]: row for row in rows[2:]}
+    assert set(by_student) == {s.id for s in graded_class.students}
+    for student in graded_class.students:
+        assert float(by_student[student.id][-1]) == sum(student.expected_scores().values()), student.id
+    assert not (graded_class.root / "grades.csv").exists()
+    plain = run([str(BIN / "nbgrader"), "export", "--to", "plain.csv"], graded_class.root)
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert (graded_class.root / "plain.csv").read_text() == (graded_class.root / "grades" / "grades.csv").read_text()
+
+
+def test_grading_state_is_git_ignored():
+    ignored = (REPO / ".gitignore").read_text().split()
+    for entry in ("gradebook.db", "submitted/", "autograded/", "feedback/", "downloaded/", "grades/", "reports/"):
+        assert entry in ignored, entry
+
+
+def test_class_grading_scores_exactly_as_plain_nbgrader(graded, tmp_path):
+    """The end-to-end test's submissions (solution, blank, every wrong and right answer), graded through the
+    sandbox, the guard and the skipped demonstrations, get the very scores plain nbgrader gave them (one run per
+    assignment, with the end-to-end test's own)."""
+    assignment = graded.assignment
+    plain_root = graded.released_dir.parents[1]
+    root = fresh_course(tmp_path / "course", [assignment])
+    shutil.copytree(plain_root / "submitted", root / "submitted")
+    report = ClassGrader(root, workers=2, progress=False).autograde(assignment)
+    assert not report.failed, report.summary()
+    ours = gradebook_scores(root, assignment)
+    problems = []
+    for student, plain in graded.scores.items():
+        plain_cells = {gid: c.score for gid, c in plain.cells.items() if not c.graded_by_hand}
+        if ours.get(student) != plain_cells:
+            problems.append(f"{student}: class grading {ours.get(student)} vs nbgrader {plain_cells}")
+    assert not problems, "\n".join(problems) + "\n" + report.summary()
+    assert all(r.cells_skipped > 0 for r in report.results), "no demonstration was skipped: nothing was proved"
