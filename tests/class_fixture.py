@@ -112,7 +112,7 @@ while True:
     bomb = "blocks = []\nwhile True:\n    blocks.append(bytearray(10**8))"
     add(flat("memory_bomb", insert_after(good, "q1_tests", bomb)), notes=["MemoryError"])
     add(flat("fork_bomb", insert_after(good, "q2_kv_tests", "import os\nwhile True:\n    os.fork()")),
-        notes=["leftover processes"])
+        notes=["fork bomb"])
     add(flat("exits_mid_notebook", insert_after(good, "q2_batch_tests", "import os\nos._exit(3)")),
         notes=["exited", "run again without that cell"])
     add(flat("crashes_kernel", insert_after(good, "q3_tests", "import ctypes\nctypes.string_at(0)")),
@@ -197,7 +197,8 @@ for cell in source["cells"]:
     add(flat("writes_the_gradebook", insert_after(good, "q1_answer", f'''
 import glob
 for path in [{str(course_root / "gradebook.db")!r}, {str(neighbour)!r}, "../gradebook.db", "../../gradebook.db",
-             "../../../gradebook.db", *glob.glob("/home/**/*.ipynb", recursive=True)]:
+             "../../../gradebook.db", *glob.glob("/tmp/**/*.db", recursive=True),
+             *glob.glob("/tmp/**/*.ipynb", recursive=True)]:
     try:
         with open(path, "wb") as f:
             f.write(b"overwritten")

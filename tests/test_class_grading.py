@@ -243,3 +243,24 @@ def test_class_grading_scores_exactly_as_plain_nbgrader(graded, tmp_path):
             problems.append(f"{student}: class grading {ours.get(student)} vs nbgrader {plain_cells}")
     assert not problems, "\n".join(problems) + "\n" + report.summary()
     assert all(r.cells_skipped > 0 for r in report.results), "no demonstration was skipped: nothing was proved"
+
+
+def test_without_bubblewrap_grading_still_works_and_says_what_does_not_hold(tmp_path):
+    """The fallback a macOS instructor gets: a throwaway folder and resource limits, no namespaces."""
+    from lessonlib.course.sandbox import Isolation
+
+    from .submissions import answered_release
+
+    assignment = "00_orientation"
+    root = fresh_course(tmp_path / "course", [assignment])
+    name = f"{assignment}.ipynb"
+    good = answered_release(nbformat.read(REPO / "notebooks" / assignment / name, as_version=4),
+                            nbformat.read(REPO / "solutions" / assignment / name, as_version=4), {})
+    (root / "submitted" / "alice" / assignment).mkdir(parents=True)
+    nbformat.write(good, root / "submitted" / "alice" / assignment / name)
+    unconfined = Isolation(None, os.geteuid() == 0, True, "bubblewrap switched off for this test")
+    report = ClassGrader(root, workers=1, progress=False, isolation=unconfined).autograde(assignment)
+    assert report.by_student()["alice"].status == "graded", report.summary()
+    assert gradebook_scores(root, assignment)["alice"] == {"q1_tests": 8, "q2_tests": 2, "q3_kv_tests": 3,
+                                                           "q3_flops_tests": 2, "q3_trade_tests": 1}
+    assert "NOT CONFINED: bubblewrap switched off for this test" in report.summary()

@@ -22,6 +22,7 @@ Design
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -41,7 +42,7 @@ from tqdm import tqdm
 from .autograde import find_course_root
 from .limits import Limits
 from .nbgrader_steps import ReplayExecution, RestoreCells, in_folder, nbgrader_app, register_assignment
-from .sandbox import probe
+from .sandbox import Isolation, probe
 from .submission import Job, Lesson, Outcome, grade_job, set_slot, worker_threads
 
 
@@ -62,7 +63,8 @@ class ClassReport:
     assignment: str
     results: list[StudentResult] = field(default_factory=list)
     already_graded: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0               # the whole command
+    grading_seconds: float = 0.0       # from the first submission dispatched to the last one recorded
     workers: int = 1
     isolation: list[str] = field(default_factory=list)
     release_warning: str = ""
@@ -103,18 +105,24 @@ class ClassGrader:
     """Grades submissions of one assignment of the course at ``course_root``."""
 
     def __init__(self, course_root: Path | None = None, limits: Limits | None = None, workers: int | None = None,
-                 skip_demonstrations: bool = True, progress: bool = True, in_process: bool = False):
+                 skip_demonstrations: bool = True, progress: bool = True, in_process: bool = False,
+                 isolation: Isolation | None = None):
         self.root = Path(course_root or find_course_root()).resolve()
         self.limits = limits or Limits()
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.skip_demonstrations = skip_demonstrations
         self.progress = progress
         self.in_process = in_process      # run the jobs one by one in this process (self-grading one notebook)
-        self.isolation = probe()
+        self.isolation = isolation or probe()
+        self.renamed: dict[str, str] = {}
         self.log_records: list[str] = []
 
     # -- the run --------------------------------------------------------------------------------------------
     def autograde(self, assignment: str, students: list[str] | None = None, force: bool = False) -> ClassReport:
+        with _exclusive(self.root / LOCK_FILE):
+            return self._autograde(assignment, students, force)
+
+    def _autograde(self, assignment: str, students: list[str] | None, force: bool) -> ClassReport:
         started = time.monotonic()
         report = ClassReport(assignment, workers=self.workers, isolation=self.isolation.describe())
         source = self._source_notebook(assignment)
@@ -140,8 +148,10 @@ class ClassGrader:
                 jobs = [Job(lesson, student, str(self.root / "submitted" / student / assignment),
                             f"sqlite:///{snapshot}", str(staging), self.limits, self.isolation,
                             self.skip_demonstrations, worker_threads(self.workers)) for student in pending]
+                dispatched = time.monotonic()
                 for outcome in self._execute(jobs):
                     report.results.append(self._record(app, assignment, lesson, outcome))
+                report.grading_seconds = time.monotonic() - dispatched
         report.results.sort(key=lambda r: r.student)
         report.seconds = time.monotonic() - started
         self._write_report(report)
@@ -224,6 +234,8 @@ class ClassGrader:
         from nbgrader.converters import Autograde
         from nbgrader.converters.base import NbGraderException
 
+        if outcome.student in self.renamed:
+            outcome.notes.insert(0, self.renamed.pop(outcome.student))
         if outcome.status != "executed":
             return self._record_empty(app, assignment, lesson, outcome.student, outcome.status, outcome.notes,
                                       outcome.seconds)
@@ -299,6 +311,8 @@ class ClassGrader:
                 others = sorted(folder.glob("*.ipynb"))
                 if len(others) == 1:
                     shutil.copyfile(others[0], expected)
+                    self.renamed[student] = (f"graded {others[0].name} (the only notebook in its folder) as "
+                                             f"{expected.name}; a copy under that name is now in submitted/")
                 else:
                     missing.append(student)
                     continue
@@ -310,13 +324,19 @@ class ClassGrader:
         return pending, graded, missing
 
     def _write_report(self, report: ClassReport) -> None:
+        """The run's summary as text, and every student's latest result as JSON (a run of one student updates
+        that student's entry and keeps the others)."""
         folder = self.root / "reports" / "grading"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{report.assignment}.txt").write_text(report.summary() + "\n")
-        (folder / f"{report.assignment}.json").write_text(json.dumps(
-            {"assignment": report.assignment, "seconds": report.seconds, "workers": report.workers,
-             "results": [r.__dict__ for r in report.results], "already_graded": report.already_graded},
-            indent=1) + "\n")
+        path = folder / f"{report.assignment}.json"
+        earlier = json.loads(path.read_text()).get("results", []) if path.is_file() else []
+        now = {r.student for r in report.results}
+        results = [r for r in earlier if r.get("student") not in now] + [r.__dict__ for r in report.results]
+        path.write_text(json.dumps(
+            {"assignment": report.assignment, "last_run": {"seconds": report.seconds, "workers": report.workers,
+                                                           "students": sorted(now)},
+             "results": sorted(results, key=lambda r: r["student"])}, indent=1) + "\n")
 
 
 def _snapshot(db: Path, target: Path) -> None:
@@ -345,6 +365,23 @@ def _release_drift(committed: Path, generated: Path) -> str:
         return (f"{committed.parent.name}: notebooks/ is out of date with solutions/ (run `make release`); students "
                 "who received the committed release are graded against the tests in solutions/")
     return ""
+
+
+LOCK_FILE = ".coursegrade.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """One autograde at a time per course: two would both write the gradebook."""
+    import fcntl
+
+    with open(path, "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SystemExit(f"another `coursegrade autograde` is running in {path.parent}; wait for it to "
+                             "finish") from None
+        yield
 
 
 class _ListHandler(logging.Handler):

@@ -53,11 +53,20 @@ class LmsFileCollector(FileNameCollectorPlugin):
         self._notebooks_of: dict[str, list[str]] | None = None
 
     def _relative(self, path: str) -> str:
+        """The file's path inside the download: zip_collect extracts each archive into a folder named after it,
+        which says nothing about the student."""
         extracted = self.parent._format_collect_path(self.parent.extracted_directory)
         relative = Path(os.path.relpath(path, extracted)).as_posix()
-        if self.wrapper and relative.startswith(self.wrapper + "/"):
-            relative = relative[len(self.wrapper) + 1:]
+        for wrapper in self._wrappers():
+            if relative.startswith(wrapper + "/"):
+                return relative[len(wrapper) + 1:]
         return relative
+
+    def _wrappers(self) -> list[str]:
+        if self.wrapper:
+            return [self.wrapper]
+        archive = Path(self.parent._format_collect_path(self.parent.archive_directory))
+        return sorted(p.name.split(".")[0] for p in archive.glob("*") if p.suffix in (".zip", ".gz"))
 
     def _match(self, filename: str) -> dict | None:
         relative = self._relative(filename)

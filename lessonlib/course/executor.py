@@ -38,7 +38,7 @@ from . import plan as plans
 from .guard import COMM_TARGET, sign
 from .kernel_boot import GUARD_SECRET, GUARD_SETTINGS
 from .limits import Limits
-from .sandbox import Sandbox, kill_strays
+from .sandbox import Sandbox, kill_strays, sandbox_processes
 
 VOID = "GradingIntegrityError"
 NOT_RUN = "CellNotRun"
@@ -269,6 +269,7 @@ class SubmissionRun(NotebookClient):
                         self.report.note(f"before {cell_plan.grade_id} (and any later test), put back what the "
                                          "notebook had changed: " + ", ".join(new[:8]))
             self.cell_bytes, self._dropped_in_cell, self.timed_out = 0, False, False
+            watchdog = asyncio.ensure_future(self._watch_processes(cell_plan))
             try:
                 await self.async_execute_cell(cell, cell_plan.index, store_history=not is_test)
                 self.report.cells_run += 1
@@ -278,6 +279,7 @@ class SubmissionRun(NotebookClient):
                 lost = (cell_plan.index, why)
                 continue
             finally:
+                watchdog.cancel()
                 if self._dropped_in_cell:
                     cell.outputs.append(nbformat.v4.new_output(
                         "stream", name="stdout", text=f"\n[grading: output beyond "
@@ -308,6 +310,25 @@ class SubmissionRun(NotebookClient):
             if self._hit_process_limit(cell):
                 self._reap()
         return lost
+
+    async def _watch_processes(self, cell_plan: plans.CellPlan) -> None:
+        """While a cell runs: when the sandbox fills its process table (a fork bomb), interrupt the kernel and
+        keep killing the extra processes until the cell ends, instead of letting them spin until the timeout."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if not self.sandbox.isolation.confined or process is None:
+            return
+        full = max(8, int(self.limits.processes * 0.8))
+        interrupted = False
+        while True:
+            await asyncio.sleep(0.5)
+            count = len(sandbox_processes(process.pid))
+            if count >= full or interrupted:
+                killed = kill_strays(process.pid)
+                if not interrupted:
+                    interrupted = True
+                    self.report.note(f"{self._where(cell_plan)} filled the sandbox's process table (a fork bomb?): "
+                                     f"it was interrupted and {killed}+ processes it started were stopped")
+                    await ensure_interrupt(self.km)
 
     def _hit_process_limit(self, cell) -> bool:
         return any(o.output_type == "error" and (o.ename == "BlockingIOError" or "Resource temporarily unavailable"
@@ -442,6 +463,13 @@ _ERROR_HINTS = {
     "BlockingIOError": " (the process limit)",
     "OSError": "",
 }
+
+
+async def ensure_interrupt(km) -> None:
+    try:
+        await km.interrupt_kernel()
+    except Exception:   # the kernel is going away anyway
+        pass
 
 
 def _ends_with_expression(source: str) -> bool:

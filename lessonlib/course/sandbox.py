@@ -243,19 +243,17 @@ class Sandbox:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def kill_strays(launcher_pid: int) -> int:
-    """Kill every process of a bubblewrap sandbox except its init (pid 1 inside) and the kernel (pid 2): what a
-    fork bomb or a background job left behind. Returns how many were killed. Linux only (it reads /proc)."""
-    import signal
-
+def sandbox_processes(launcher_pid: int) -> list[tuple[int, int]]:
+    """(host pid, pid inside) of every process in the PID namespace of the bubblewrap sandbox ``launcher_pid``
+    started; empty when it has none of its own. Linux only (it reads /proc)."""
     try:
         children = Path(f"/proc/{launcher_pid}/task/{launcher_pid}/children").read_text().split()
         namespace = os.readlink(f"/proc/{children[0]}/ns/pid") if children else None
     except OSError:
-        return 0
+        return []
     if namespace is None or namespace == os.readlink("/proc/self/ns/pid"):
-        return 0     # not a sandbox of its own: never touch processes outside one
-    killed = 0
+        return []     # not a sandbox of its own: never touch processes outside one
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -264,9 +262,23 @@ def kill_strays(launcher_pid: int) -> int:
                 continue
             status = (entry / "status").read_text()
             inner = int(next(line for line in status.splitlines() if line.startswith("NSpid:")).split()[-1])
-            if inner > 2:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
+            found.append((int(entry.name), inner))
         except (OSError, StopIteration, ValueError):
             continue
+    return found
+
+
+def kill_strays(launcher_pid: int) -> int:
+    """Kill every process of a bubblewrap sandbox except its init (pid 1 inside) and the kernel (pid 2): what a
+    fork bomb or a background job left behind. Returns how many were killed."""
+    import signal
+
+    killed = 0
+    for host_pid, inner in sandbox_processes(launcher_pid):
+        if inner > 2:
+            try:
+                os.kill(host_pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
     return killed
