@@ -56,6 +56,7 @@ class StudentResult:
     seconds: float = 0.0
     kernel_seconds: float = 0.0
     cells_skipped: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -150,7 +151,10 @@ class ClassGrader:
                             self.skip_demonstrations, worker_threads(self.workers)) for student in pending]
                 dispatched = time.monotonic()
                 for outcome in self._execute(jobs):
-                    report.results.append(self._record(app, assignment, lesson, outcome))
+                    recording = time.monotonic()
+                    result = self._record(app, assignment, lesson, outcome)
+                    result.phases = {**outcome.phases, "recording (grading process)": time.monotonic() - recording}
+                    report.results.append(result)
                 report.grading_seconds = time.monotonic() - dispatched
         report.results.sort(key=lambda r: r.student)
         report.seconds = time.monotonic() - started

@@ -82,6 +82,7 @@ class Outcome:
     seconds: float = 0.0
     kernel_seconds: float = 0.0
     cells_skipped: int = 0
+    phases: dict[str, float] = field(default_factory=dict)   # where the time went (for benchmarks)
 
 
 _SLOT = 0
@@ -116,6 +117,13 @@ def _grade(job: Job) -> Outcome:
                        notes=[f"{path.name} is not a readable notebook ({type(error).__name__}: {detail}); it "
                               "scores 0. The file is kept in submitted/: ask the student to upload it again"])
     outcome = Outcome(job.student, "executed")
+    mark = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        outcome.phases[name] = time.monotonic() - mark
+        mark = time.monotonic()
+
     submitted_tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
                        if plans.role_of(c, frozenset()) == plans.TEST}
     nb = sanitize(nb, job.db_url, lesson.assignment, lesson.notebook, job.student)
@@ -132,6 +140,7 @@ def _grade(job: Job) -> Outcome:
     lesson_sources = frozenset(plans.normalize(s) for s in lesson.lesson_sources)
     cell_plan = plans.plan(nb.cells, lesson_sources, skip_demonstrations=job.skip_demonstrations)
     outcome.cells_skipped = len(cell_plan.skipped)
+    phase("sanitize and plan")
 
     sandbox = Sandbox(job.isolation, job.limits, slot=_SLOT, threads=job.threads,
                       parent=Path(job.staging))
@@ -144,12 +153,17 @@ def _grade(job: Job) -> Outcome:
         for stray in sandbox.input.glob("*.ipynb"):
             if stray.name != path.name:
                 stray.unlink()     # the source folder's notebooks (hidden tests) never go in
+        phase("sandbox files")
         executed, report = run_submission(nb, cell_plan, sandbox, job.limits,
                                           guard_settings(cell_plan, nb.cells))
+        outcome.phases["kernel start"] = report.kernel_seconds
+        outcome.phases["cells"] = report.run_seconds - report.kernel_seconds
+        mark = time.monotonic()
     finally:
         sandbox.cleanup()
     target = Path(job.staging) / f"{job.student}.{lesson.notebook}.ipynb"
     nbformat.write(executed, target)
+    phase("cleanup and write")
     outcome.executed = str(target)
     outcome.notes += report.notes
     outcome.voided = report.voided
