@@ -110,7 +110,7 @@ class ClassGrader:
                  isolation: Isolation | None = None):
         self.root = Path(course_root or find_course_root()).resolve()
         self.limits = limits or Limits()
-        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.workers = max(1, workers or default_workers(self.limits))
         self.skip_demonstrations = skip_demonstrations
         self.progress = progress
         self.in_process = in_process      # run the jobs one by one in this process (self-grading one notebook)
@@ -341,6 +341,16 @@ class ClassGrader:
             {"assignment": report.assignment, "last_run": {"seconds": report.seconds, "workers": report.workers,
                                                            "students": sorted(now)},
              "results": sorted(results, key=lambda r: r["student"])}, indent=1) + "\n")
+
+
+def default_workers(limits: Limits) -> int:
+    """One worker per CPU core, as long as every worker's kernel can use its whole memory limit at once."""
+    cores = os.cpu_count() or 1
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return cores
+    return max(1, min(cores, memory // (limits.memory_mb * 2**20)))
 
 
 def _snapshot(db: Path, target: Path) -> None:
