@@ -107,7 +107,8 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autograde", help="grade every submission of an assignment, isolated and in parallel")
     p.add_argument("assignment")
     p.add_argument("--student", action="append", help="grade only this student (repeat for several)")
-    p.add_argument("--workers", type=int, help="submissions graded at once (default: one per CPU core, fewer if memory is short)")
+    p.add_argument("--workers", type=int,
+                   help="submissions graded at once (default: one per CPU core, fewer if memory is short)")
     p.add_argument("--force", action="store_true", help="grade again submissions already graded")
     p.add_argument("--run-everything", action="store_true",
                    help="run every cell, demonstrations included (slower; the scores are the same)")

@@ -218,6 +218,7 @@ class SubmissionRun(NotebookClient):
                 cell.outputs = []
                 cell.execution_count = None
         self.report.voided.clear()
+        self.report.cells_skipped = self.report.cells_run = 0
         self.notebook_bytes = 0
 
     def kernel_log_tail(self, lines: int = 15) -> str:
