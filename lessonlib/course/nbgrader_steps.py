@@ -14,6 +14,7 @@ gradebook; only execution is replaced.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -47,7 +48,7 @@ class RestoreCells(OverwriteCells):
         class workers then put every cell in the lesson's order). nbgrader's placement after "the previous
         cell" fails when that cell was deleted too."""
         source = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
-        present = {c.metadata.nbgrader["grade_id"] for c in nb.cells if utils.is_grade(c) or utils.is_solution(c)}
+        present = {c.metadata.nbgrader.get("grade_id") for c in nb.cells if utils.is_grade(c) or utils.is_solution(c)}
         solutions = {c.name for c in source.solution_cells}
         by_name = {c.name: c for c in source.source_cells}
         for grade_cell in source.grade_cells:
@@ -55,6 +56,15 @@ class RestoreCells(OverwriteCells):
                 nb.cells.append(self.missing_cell_transform(by_name[grade_cell.name], grade_cell.max_score,
                                                             is_solution=grade_cell.name in solutions))
         return nb, resources
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        """As nbgrader's, and a graded cell this assignment does not have (from another notebook, or made up)
+        becomes a plain cell instead of keeping half of its grading metadata."""
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        meta = cell.metadata.get("nbgrader")
+        if meta and "grade_id" not in meta:
+            cell.metadata.nbgrader = {}
+        return cell, resources
 
     def report_change(self, name, attr, old, new):
         if attr == "checksum":
@@ -123,12 +133,28 @@ def in_folder(folder: Path):
         os.chdir(previous)
 
 
+@functools.cache
+def alembic_head() -> str:
+    """The gradebook schema's alembic revision, read in this process from nbgrader's own migration scripts.
+    nbgrader asks a fresh `alembic heads` subprocess for it whenever it creates a gradebook: a second or two on
+    an idle machine, tens of seconds on a busy one, for a constant."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader import dbutil
+
+    with dbutil._temp_alembic_ini("sqlite:////tmp/gradebook.db") as ini:
+        return ScriptDirectory.from_config(Config(ini)).get_current_head()
+
+
 def nbgrader_app(app_class, course_root: Path, argv: list[str] | None = None, log_level: int = logging.WARNING):
     """An nbgrader application configured from the course's nbgrader_config.py, as its command would be, for
     use in this process (call it inside :func:`in_folder`)."""
     tools = str(Path(sys.executable).parent)     # nbgrader runs `alembic` from PATH to create a gradebook
     if tools not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = os.pathsep.join([tools, os.environ.get("PATH", "")])
+    import nbgrader.api
+
+    nbgrader.api.get_alembic_version = alembic_head
     warnings.filterwarnings("ignore", module="nbgrader")            # SQLAlchemy session warnings: noise
     warnings.filterwarnings("ignore", message=".*not in session.*")
     app = app_class()

@@ -69,8 +69,12 @@ def _read(notebook: Path, out) -> nbformat.NotebookNode | None:
 def _which_lesson(nb: nbformat.NotebookNode, named: str, course_root: Path, out) -> str:
     ids = _graded_ids(nb)
     lessons = lesson_ids(course_root)
-    best = max(lessons, key=lambda a: len(ids & lessons[a]))
-    if named and ids & lessons.get(named, set()):
+
+    def likeness(a: str) -> float:
+        return len(ids & lessons[a]) / len(ids | lessons[a]) if ids | lessons[a] else 0.0
+
+    best = max(lessons, key=likeness)
+    if named and ids & lessons.get(named, set()) and likeness(named) == likeness(best):
         return named
     if ids & lessons[best]:
         if named:
