@@ -55,8 +55,8 @@ def achieved_attention_bandwidth(model, context_len: int, batch_size: int, repea
     config = model.config
     cache = model.new_cache(batch_size, context_len + 1)
     q = torch.randn(batch_size, config.n_heads, 1, config.head_dim)
-    k = cache.keys[0].normal_()[:, :, :context_len + 1]
-    v = cache.values[0].normal_()[:, :, :context_len + 1]
+    k = cache.layers[0].keys.normal_()[:, :, :context_len + 1]
+    v = cache.layers[0].values.normal_()[:, :, :context_len + 1]
     with torch.inference_mode():
         seconds = median_time(lambda: F.scaled_dot_product_attention(
             q, k, v, enable_gqa=config.n_kv_heads != config.n_heads), repeats)

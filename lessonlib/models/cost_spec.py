@@ -19,4 +19,5 @@ def spec_of(model, name: str = "tiny-gpt") -> ModelSpec:
     return dataclasses.replace(base, n_heads=c.n_heads, n_kv_heads=c.n_kv_heads, head_dim=c.head_dim,
                                mlp_bias=c.bias, qkv_bias=c.bias, out_bias=c.bias,
                                norm="layernorm" if c.bias else "rmsnorm",  # a LayerNorm without bias: weight only
-                               n_experts=c.n_experts, experts_per_token=c.experts_per_token if c.is_moe else 1)
+                               n_experts=c.n_experts, experts_per_token=c.experts_per_token if c.is_moe else 1,
+                               sliding_window=c.sliding_window)
