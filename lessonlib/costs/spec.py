@@ -24,14 +24,17 @@ layer, at most ``sliding_window`` in a sliding one, the ones of its own chunk in
 holds at most ``sliding_window`` positions during a step (transformers' ``DynamicSlidingWindowLayer`` keeps
 ``sliding_window - 1`` between steps and appends the new one), a chunked layer at most ``attention_chunk_size``.
 
-**Latent attention (MLA) is counted in its absorbed form**, the way DeepSeek deploys it: the cache holds, per
-token and layer, the compressed latent (``kv_lora_rank`` values) and the shared RoPE key (``qk_rope_head_dim``
-values), not full keys and values; the up-projection ``kv_b_proj`` is folded into the query and the output
-(so it is still multiplied once per token), and each head scores against the latent plus the RoPE key and sums
-latents (``2 * (2 * kv_lora_rank + qk_rope_head_dim)`` FLOPs per head per attended position), for prefill and
-decode alike. Hugging Face transformers' eager implementation instead decompresses and its ``DynamicCache``
-stores full keys and values: ``n_heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim)`` values per
-token and layer, 576 against 40,960 for DeepSeek-V3 (71x more).
+**Latent attention (MLA) is counted in its absorbed form**, the way DeepSeek deploys it. The cache holds, per
+token and layer, the compressed latent (``kv_lora_rank`` values) and the RoPE key shared by all heads
+(``qk_rope_head_dim`` values), not full keys and values: 576 values for DeepSeek-V3 where caching the
+decompressed keys and values would take ``n_heads * (qk_nope_head_dim + qk_rope_head_dim + v_head_dim)`` =
+40,960 (71x more). The up-projection ``kv_b_proj`` is folded into the query and into the output, so it is
+multiplied once per token, and each head scores a position against its latent and RoPE key and sums latents:
+``2 * (2 * kv_lora_rank + qk_rope_head_dim)`` FLOPs per head per attended position, in decode and prefill alike.
+Hugging Face transformers 5.x caches the same latent and RoPE key (its ``DynamicCache`` layers hold a
+``kv_lora_rank``-wide "key" and a ``qk_rope_head_dim``-wide "value" per token; 4.x cached the decompressed keys
+and values), but its eager attention re-expands every cached latent through ``kv_b_proj`` at every step,
+which the absorbed form avoids: its FLOPs are not these.
 """
 from __future__ import annotations
 
