@@ -318,6 +318,25 @@ def test_qwen3_moe_shaped_counts_by_hand():
     assert spec.n_active_params() == total - 3 * (8 - 2) * expert
 
 
+WRAPPERS = {  # multimodal configs: the language model is the text_config (and in Gemma 3's, most keys are defaults)
+    "gemma3": {"model_type": "gemma3", "text_config": {"model_type": "gemma3_text", "hidden_size": 64,
+                                                       "intermediate_size": 176, "num_attention_heads": 8,
+                                                       "num_key_value_heads": 4, "num_hidden_layers": 7,
+                                                       "sliding_window": WINDOW}},
+    "llama4": {"model_type": "llama4", "text_config": {**VARIANTS["llama4_interleaved_moe_chunked"]}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPERS))
+def test_a_multimodal_config_is_costed_as_its_language_model(name):
+    config = {**WRAPPERS[name], "_name_or_path": f"org/{name}"}
+    spec = ModelSpec.from_hf_config(config)
+    assert spec.name == f"org/{name} (language model)"
+    with torch.device("meta"):
+        text_model = transformers.AutoModelForCausalLM.from_config(hf_config(config).text_config)
+    assert spec.n_params() == sum(p.numel() for p in text_model.parameters())
+
+
 def test_family_default_window_and_explicit_null():
     assert ModelSpec.from_hf_config({"model_type": "mistral", **SMALL}).sliding_window == 4096
     assert ModelSpec.from_hf_config({"model_type": "mistral", **SMALL, "sliding_window": None}).sliding_window is None

@@ -151,8 +151,8 @@ FAMILIES: dict[str, Family] = {
         traits={**LLAMA, "tie_word_embeddings": True, "norms_per_layer": 4, "qk_norm": "shared"},
         keys={**SIZES, **WINDOW}, switches={**TIE, **ATTENTION_BIAS},
         local=LocalLayers(every="sliding_window_pattern", reads_layer_types=True),
-        defaults={"intermediate_size": 9216, "num_key_value_heads": 4, "head_dim": 256, "sliding_window": 4096,
-                  "sliding_window_pattern": 6}),
+        defaults={"vocab_size": 262_208, "intermediate_size": 9216, "num_key_value_heads": 4, "head_dim": 256,
+                  "sliding_window": 4096, "sliding_window_pattern": 6}),
     # OLMo 2/3 normalize after attention and after the MLP (still two norms), and q and k across all heads.
     "olmo2": Family(traits={**LLAMA, "qk_norm": "across_heads"}, keys=SIZES, switches={**TIE, **ATTENTION_BIAS},
                     defaults={"intermediate_size": 11008}),
@@ -204,9 +204,9 @@ FAMILIES: dict[str, Family] = {
         local=LocalLayers(kind="chunked", size_key="attention_chunk_size", every="no_rope_layer_interval",
                           mask_key="no_rope_layers", reads_layer_types=True),
         moe=MoeLayers(step="interleave_moe_layer_step", moe_list="moe_layers"),
-        defaults={"num_key_value_heads": 8, "head_dim": 128, "num_local_experts": 16, "num_experts_per_tok": 1,
-                  "intermediate_size": 8192, "intermediate_size_mlp": 16384, "attention_chunk_size": 8192,
-                  "no_rope_layer_interval": 4}),
+        defaults={"vocab_size": 202_048, "num_key_value_heads": 8, "head_dim": 128, "num_local_experts": 16,
+                  "num_experts_per_tok": 1, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+                  "attention_chunk_size": 8192, "no_rope_layer_interval": 4}),
     # DeepSeek-V2/V3: multi-head latent attention; MoE after the first k dense layers, with shared experts.
     "deepseek_v2": Family(
         traits={**LLAMA, "expert_bias": False}, keys={**SIZES, **LATENT, **DEEPSEEK_EXPERTS, **NO_HEADS},
