@@ -57,6 +57,7 @@ class Family:
     local: LocalLayers | None = None                   # None: every layer attends globally
     moe: MoeLayers | None = None                       # None: a dense model
     fixed: Mapping[str, Any] = field(default_factory=dict)  # keys transformers implements at one value only
+    mlp_ratio: int | None = None                       # MLP width / hidden size when the config gives no width
 
 
 def on(*traits: str) -> dict[str, tuple[bool, bool]]:
@@ -70,7 +71,6 @@ LLAMA = dict(norm="rmsnorm", gated_mlp=True, mlp_bias=False, qkv_bias=False, out
              tie_word_embeddings=False)
 SIZES = {"n_kv_heads": "num_key_value_heads", "head_dim": "head_dim", "intermediate_size": "intermediate_size",
          "max_position_embeddings": "max_position_embeddings"}
-WINDOW = {"sliding_window": "sliding_window"}
 EXPERTS = {"n_experts": "num_local_experts", "experts_per_token": "num_experts_per_tok"}
 QWEN_EXPERTS = {"n_experts": "num_experts", "experts_per_token": "num_experts_per_tok",
                 "moe_intermediate_size": "moe_intermediate_size"}
@@ -93,23 +93,23 @@ FAMILIES: dict[str, Family] = {
         traits=dict(norm="layernorm", gated_mlp=False, mlp_bias=True, qkv_bias=True, out_bias=True,
                     positions="learned", tie_word_embeddings=True),
         keys={"intermediate_size": "n_inner", "max_position_embeddings": ("n_positions", "max_position_embeddings")},
-        switches=TIE),
+        switches=TIE, mlp_ratio=4),
     "llama": Family(traits=LLAMA, keys=SIZES, switches=LLAMA_SWITCHES, defaults={"intermediate_size": 11008}),
     "granite": Family(traits=LLAMA, keys=SIZES, switches=LLAMA_SWITCHES, defaults={"intermediate_size": 11008}),
     "mistral": Family(
-        traits=LLAMA, keys={**SIZES, **WINDOW}, switches=TIE, local=UNIFORM,
+        traits=LLAMA, keys=SIZES, switches=TIE, local=UNIFORM,
         defaults={"intermediate_size": 14336, "num_key_value_heads": 8, "sliding_window": 4096}),
     "ministral": Family(
-        traits=LLAMA, keys={**SIZES, **WINDOW}, switches=TIE, local=LocalLayers(reads_layer_types=True),
+        traits=LLAMA, keys=SIZES, switches=TIE, local=LocalLayers(reads_layer_types=True),
         defaults={"intermediate_size": 14336, "num_key_value_heads": 8, "sliding_window": 4096}),
     "mixtral": Family(
-        traits=LLAMA, keys={**SIZES, **WINDOW, **EXPERTS}, switches=TIE, local=UNIFORM, moe=ALL_MOE,
+        traits=LLAMA, keys={**SIZES, **EXPERTS}, switches=TIE, local=UNIFORM, moe=ALL_MOE,
         defaults={"intermediate_size": 14336, "num_key_value_heads": 8, "num_local_experts": 8,
                   "num_experts_per_tok": 2}),
-    "phi3": Family(traits=LLAMA, keys={**SIZES, **WINDOW}, switches=TIE, local=UNIFORM,
+    "phi3": Family(traits=LLAMA, keys=SIZES, switches=TIE, local=UNIFORM,
                    defaults={"intermediate_size": 8192}),
     "phimoe": Family(
-        traits={**LLAMA, "norm": "layernorm"}, keys={**SIZES, **WINDOW, **EXPERTS},
+        traits={**LLAMA, "norm": "layernorm"}, keys={**SIZES, **EXPERTS},
         switches={**TIE, **ATTENTION_BIAS, "lm_head_bias": on("lm_head_bias")}, local=UNIFORM, moe=ALL_MOE,
         defaults={"intermediate_size": 6400, "num_key_value_heads": 8, "num_local_experts": 16,
                   "num_experts_per_tok": 2}),
@@ -117,12 +117,12 @@ FAMILIES: dict[str, Family] = {
         traits=LLAMA, keys={**SIZES, **EXPERTS}, switches={**TIE, **ATTENTION_BIAS}, moe=ALL_MOE,
         defaults={"intermediate_size": 11008, "num_local_experts": 8, "num_experts_per_tok": 2}),
     "qwen2": Family(
-        traits={**LLAMA, "qkv_bias": True}, keys={**SIZES, **WINDOW}, switches=TIE, local=QWEN_WINDOWS,
+        traits={**LLAMA, "qkv_bias": True}, keys=SIZES, switches=TIE, local=QWEN_WINDOWS,
         defaults={"intermediate_size": 22016, "num_key_value_heads": 32, "sliding_window": 4096,
                   "max_window_layers": 28}),
     "qwen2_moe": Family(
         traits={**LLAMA, "qkv_bias": True, "n_shared_experts": 1, "shared_expert_gate": True},
-        keys={**SIZES, **WINDOW, **QWEN_EXPERTS, "shared_expert_intermediate_size": "shared_expert_intermediate_size"},
+        keys={**SIZES, **QWEN_EXPERTS, "shared_expert_intermediate_size": "shared_expert_intermediate_size"},
         switches={**TIE, "qkv_bias": on("qkv_bias")}, moe=QWEN_MOE,
         local=LocalLayers(every=2, enabled_by="use_sliding_window", global_from="max_window_layers",
                           reads_layer_types=True),
@@ -130,12 +130,12 @@ FAMILIES: dict[str, Family] = {
                   "max_window_layers": 28, "num_experts": 60, "num_experts_per_tok": 4,
                   "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632}),
     "qwen3": Family(
-        traits={**LLAMA, "qk_norm": "shared"}, keys={**SIZES, **WINDOW}, switches={**TIE, **ATTENTION_BIAS},
+        traits={**LLAMA, "qk_norm": "shared"}, keys=SIZES, switches={**TIE, **ATTENTION_BIAS},
         local=QWEN_WINDOWS,
         defaults={"intermediate_size": 22016, "num_key_value_heads": 32, "head_dim": 128, "sliding_window": 4096,
                   "max_window_layers": 28}),
     "qwen3_moe": Family(
-        traits={**LLAMA, "qk_norm": "shared"}, keys={**SIZES, **WINDOW, **QWEN_EXPERTS},
+        traits={**LLAMA, "qk_norm": "shared"}, keys={**SIZES, **QWEN_EXPERTS},
         switches={**TIE, **ATTENTION_BIAS}, local=LocalLayers(enabled_by="use_sliding_window"), moe=QWEN_MOE,
         defaults={"intermediate_size": 6144, "num_key_value_heads": 4, "sliding_window": 4096, "num_experts": 128,
                   "num_experts_per_tok": 8, "moe_intermediate_size": 768}),
@@ -144,12 +144,12 @@ FAMILIES: dict[str, Family] = {
         defaults={"intermediate_size": 24576, "num_key_value_heads": 16, "head_dim": 256}),
     # Gemma 2 and 3 normalize before and after both the attention and the MLP: four norms per layer.
     "gemma2": Family(
-        traits={**LLAMA, "tie_word_embeddings": True, "norms_per_layer": 4}, keys={**SIZES, **WINDOW},
+        traits={**LLAMA, "tie_word_embeddings": True, "norms_per_layer": 4}, keys=SIZES,
         switches={**TIE, **ATTENTION_BIAS}, local=LocalLayers(every=2, reads_layer_types=True),
         defaults={"intermediate_size": 9216, "num_key_value_heads": 4, "head_dim": 256, "sliding_window": 4096}),
     "gemma3_text": Family(
         traits={**LLAMA, "tie_word_embeddings": True, "norms_per_layer": 4, "qk_norm": "shared"},
-        keys={**SIZES, **WINDOW}, switches={**TIE, **ATTENTION_BIAS},
+        keys=SIZES, switches={**TIE, **ATTENTION_BIAS},
         local=LocalLayers(every="sliding_window_pattern", reads_layer_types=True),
         defaults={"vocab_size": 262_208, "intermediate_size": 9216, "num_key_value_heads": 4, "head_dim": 256,
                   "sliding_window": 4096, "sliding_window_pattern": 6}),
@@ -157,7 +157,7 @@ FAMILIES: dict[str, Family] = {
     "olmo2": Family(traits={**LLAMA, "qk_norm": "across_heads"}, keys=SIZES, switches={**TIE, **ATTENTION_BIAS},
                     defaults={"intermediate_size": 11008}),
     "olmo3": Family(
-        traits={**LLAMA, "qk_norm": "across_heads"}, keys={**SIZES, **WINDOW}, switches={**TIE, **ATTENTION_BIAS},
+        traits={**LLAMA, "qk_norm": "across_heads"}, keys=SIZES, switches={**TIE, **ATTENTION_BIAS},
         local=LocalLayers(every=4, reads_layer_types=True),
         defaults={"intermediate_size": 11008, "sliding_window": 4096}),
     "olmoe": Family(
@@ -166,7 +166,7 @@ FAMILIES: dict[str, Family] = {
         defaults={"intermediate_size": 2048, "num_experts": 64, "num_experts_per_tok": 8}),
     "starcoder2": Family(
         traits={**LLAMA, "norm": "layernorm", "gated_mlp": False, "tie_word_embeddings": True},
-        keys={**SIZES, **WINDOW}, switches={**TIE, "use_bias": on("qkv_bias", "out_bias", "mlp_bias")},
+        keys=SIZES, switches={**TIE, "use_bias": on("qkv_bias", "out_bias", "mlp_bias")},
         local=UNIFORM, defaults={"intermediate_size": 12288, "num_key_value_heads": 2, "use_bias": True}),
     # Cohere: attention and MLP read the same normed input (one norm per layer); LayerNorm without a bias.
     "cohere": Family(
@@ -177,7 +177,7 @@ FAMILIES: dict[str, Family] = {
     "cohere2": Family(
         traits={**LLAMA, "norm": "layernorm_no_bias", "norms_per_layer": 1, "parallel_attention": True,
                 "tie_word_embeddings": True},
-        keys={**SIZES, **WINDOW, "head_dim": None}, switches={**TIE, **ATTENTION_BIAS},
+        keys={**SIZES, "head_dim": None}, switches={**TIE, **ATTENTION_BIAS},
         local=LocalLayers(every="sliding_window_pattern", reads_layer_types=True),
         defaults={"intermediate_size": 22528, "sliding_window": 4096, "sliding_window_pattern": 4}),
     "stablelm": Family(
@@ -189,7 +189,7 @@ FAMILIES: dict[str, Family] = {
     # other layer.
     "gpt_oss": Family(
         traits={**LLAMA, "attention_sinks": True, "expert_bias": True, "router_bias": True},
-        keys={**SIZES, **WINDOW, **EXPERTS}, switches={**TIE, **ATTENTION_BIAS},
+        keys={**SIZES, **EXPERTS}, switches={**TIE, **ATTENTION_BIAS},
         local=LocalLayers(every=2, reads_layer_types=True), moe=ALL_MOE,
         defaults={"intermediate_size": 2880, "num_key_value_heads": 8, "head_dim": 64, "sliding_window": 128,
                   "num_local_experts": 128, "num_experts_per_tok": 4, "attention_bias": True}),
@@ -198,8 +198,7 @@ FAMILIES: dict[str, Family] = {
     "llama4_text": Family(
         traits={**LLAMA, "qk_norm": "l2", "n_shared_experts": 1},
         keys={**SIZES, **EXPERTS, "intermediate_size": "intermediate_size_mlp",
-              "moe_intermediate_size": "intermediate_size", "shared_expert_intermediate_size": "intermediate_size",
-              "attention_chunk_size": "attention_chunk_size"},
+              "moe_intermediate_size": "intermediate_size", "shared_expert_intermediate_size": "intermediate_size"},
         switches={**TIE, **ATTENTION_BIAS, "use_qk_norm": {"qk_norm": ("l2", "none")}},
         local=LocalLayers(kind="chunked", size_key="attention_chunk_size", every="no_rope_layer_interval",
                           mask_key="no_rope_layers", reads_layer_types=True),

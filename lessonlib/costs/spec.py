@@ -219,9 +219,9 @@ class ModelSpec:
                 head_dim = hidden // n_heads
         intermediate = read.positive("intermediate_size")
         if intermediate is None:
-            if model_type != "gpt2":
+            if not family.mlp_ratio:
                 raise ConfigError(f"the config has no {read.key_names('intermediate_size')} (the MLP width)")
-            intermediate = 4 * hidden  # GPT-2: n_inner null means 4 x hidden
+            intermediate = family.mlp_ratio * hidden
 
         moe = _moe_fields(read, family.moe, n_layers) if family.moe else {}
         attention = _attention_fields(read, family.local, n_layers)
@@ -599,8 +599,7 @@ def _attention_fields(read: _Reader, rule: LocalLayers | None, n_layers: int) ->
     if rule is None:
         return {}
     config = read.config
-    size_field = "attention_chunk_size" if rule.kind == "chunked" else "sliding_window"
-    size = read.positive(size_field)
+    size = read.config_positive(rule.size_key)
     if rule.enabled_by is not None and not _flag(config, rule.enabled_by, default=False):
         size = None  # Qwen2/Qwen3 configs carry a window that is off unless use_sliding_window is set
     explicit = read.layer_list("layer_types", n_layers, tuple(_HF_LAYER_TYPES)) if rule.reads_layer_types else None
