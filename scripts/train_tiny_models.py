@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from lessonlib.models import corpus, moe
-from lessonlib.models.checkpoints import load_checkpoint, save_checkpoint
+from lessonlib.models.checkpoints import load_checkpoint, load_pretrained, save_checkpoint
+from lessonlib.models.conversion import to_grouped_query
 from lessonlib.models.evaluation import answer_loss, evaluate, exact_match
 from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 from lessonlib.models.training import train
@@ -27,9 +29,14 @@ OUT = Path(__file__).resolve().parents[1] / "lessonlib" / "data" / "checkpoints"
 VALIDATION = dict(n_batches=8, batch_size=16, seq_len=256)   # the fixed validation batches
 TASK_LINES, TASK_SEED = 200, corpus.VALIDATION_SEED + 1         # per-task scoring: fixed lines per task
 
+SHAPE = dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256)   # tiny-gpt's
+TRAIN = dict(steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup=100, seed=0)
+# Continuing a trained model (after pooling its KV heads, or as the control that only trains longer): a tenth of
+# the steps at a third of the peak learning rate, the recipe scripts/prune_tiny_models.py fine-tunes with.
+UPTRAIN = dict(steps=300, batch_size=16, seq_len=256, lr=1e-3, warmup=30, seed=1, eval_every=100)
+
 MODELS = {
-    "tiny-gpt": dict(config=dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256),
-                     train=dict(steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup=100, seed=0)),
+    "tiny-gpt": dict(config=SHAPE, train=TRAIN),
     # Lesson 03: tiny-gpt's shape with every MLP a mixture of 8 experts of width 256, top-2 (Mixtral style):
     # the same active MLP parameters per token as tiny-gpt's width-512 MLP, 4x the MLP parameters in memory.
     # Trained like tiny-gpt, plus the Switch load-balancing loss (alpha = 0.01).
@@ -37,6 +44,19 @@ MODELS = {
                                  intermediate_size=256, n_experts=8, experts_per_token=2),
                      train=dict(steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup=100, seed=0),
                      aux_loss_weight=0.01),
+    # Lesson 02: tiny-gpt's shape with another attention, at the same parameter budget (within 0.1%): fewer
+    # key/value heads free attention weights, which widen the MLP.
+    "tiny-gqa": dict(config=SHAPE | dict(n_kv_heads=2, intermediate_size=576), train=TRAIN),
+    "tiny-mqa": dict(config=SHAPE | dict(n_kv_heads=1, intermediate_size=608), train=TRAIN),
+    # A window of 16 positions: shorter than the longest questions' answers reach back (a 10-letter reverse
+    # needs 20), so it shows what a window that does not cover the dependencies costs.
+    "tiny-window": dict(config=SHAPE | dict(sliding_window=16), train=TRAIN),
+    # Latent attention caching 32 values per position and layer (multi-head caches 256: K and V of 4 heads x 32).
+    "tiny-latent": dict(config=SHAPE | dict(kv_lora_rank=32, intermediate_size=592), train=TRAIN),
+    # tiny-gpt trained 300 steps more: the control for every model made from tiny-gpt by further training.
+    "tiny-gpt-continued": dict(start_from="tiny-gpt", train=UPTRAIN),
+    # tiny-gpt's 4 key/value heads mean-pooled into 2 (GQA's conversion recipe), then uptrained like the control.
+    "tiny-gpt-pooled-gqa": dict(start_from="tiny-gpt", convert=dict(n_kv_heads=2), train=UPTRAIN),
 }
 
 
@@ -62,14 +82,29 @@ def per_task_scores(model: TinyGPT) -> dict:
             "exact_match_per_task": accuracy}
 
 
+def starting_model(spec: dict) -> tuple[TinyGPT, dict]:
+    """A fresh model of the recipe's config, or a shipped one (pooled into fewer KV heads if the recipe says so),
+    and what the report should record about the start."""
+    if "start_from" not in spec:
+        torch.manual_seed(spec["train"]["seed"])
+        return TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, **spec["config"])), {}
+    model, source_report = load_pretrained(spec["start_from"])
+    start = {"start_from": spec["start_from"], "source_validation_loss": source_report["validation_loss"]}
+    if "convert" in spec:
+        model = to_grouped_query(model, **spec["convert"])
+        start["convert"] = spec["convert"]
+        start["validation_loss_before_uptraining"] = round(evaluate(model, validation_batches()), 4)
+    return model, start
+
+
 def train_model(name: str, out: Path = OUT) -> dict:
     spec = MODELS[name]
-    torch.manual_seed(spec["train"]["seed"])
-    model = TinyGPT(TinyGPTConfig(vocab_size=corpus.TOKENIZER.vocab_size, **spec["config"]))
+    model, start = starting_model(spec)
     loss_fn = moe.training_loss(spec["aux_loss_weight"]) if "aux_loss_weight" in spec else None
     history = train(model, corpus.split("train"), validation_batches(), **spec["train"], loss_fn=loss_fn)
+    config = {k: v for k, v in asdict(model.config).items() if k != "vocab_size"} if start else spec["config"]
     report = {
-        "name": name, "config": spec["config"], "training": spec["train"], "n_params": model.n_params(),
+        "name": name, **start, "config": config, "training": spec["train"], "n_params": model.n_params(),
         "train_seconds": round(history.seconds, 1), "final_train_loss": round(history.train_loss[-1], 4),
         "validation": VALIDATION,
         "val_curve": [[s, round(v, 4)] for s, v in zip(history.val_steps, history.val_loss, strict=True)],

@@ -23,7 +23,7 @@ VARIANTS = {"multi-head": {}, "grouped-query": {"n_kv_heads": 2}, "multi-query":
             "sliding window": {"sliding_window": 5},
             "sliding window, grouped-query": {"sliding_window": 9, "n_kv_heads": 2},
             "latent attention": {"kv_lora_rank": 12},
-            "latent attention, grouped, window": {"kv_lora_rank": 6, "n_kv_heads": 2, "sliding_window": 7}}
+            "latent attention, grouped": {"kv_lora_rank": 6, "n_kv_heads": 2}}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -244,7 +244,7 @@ def test_latent_attention_absorbed_at_decode_equals_rebuilding_keys_and_values()
     the cached positions' keys and values (tolerance 1e-5: the products are summed in another order)."""
     from lessonlib.models.attention import latent_attention
 
-    model = make(**VARIANTS["latent attention, grouped, window"])
+    model = make(**VARIANTS["latent attention, grouped"])
     attn = model.h[0].attn
     x = torch.randn(3 * 1, 32, generator=torch.Generator().manual_seed(6))
     with torch.inference_mode():
@@ -259,7 +259,8 @@ def test_latent_attention_absorbed_at_decode_equals_rebuilding_keys_and_values()
 
 
 @pytest.mark.parametrize("variant", ["multi-head", "grouped-query", "multi-query", "sliding window",
-                                     "sliding window, grouped-query"])
+                                     "sliding window, grouped-query", "latent attention",
+                                     "latent attention, grouped"])
 def test_the_cache_allocates_what_the_cost_model_counts(variant):
     """KV-cache bytes of a cache for 48 positions of 3 sequences (fp32) equal ModelSpec.kv_cache_bytes for the same
     shape: K and V per KV head, only the window for a sliding window, one latent per position for latent
@@ -267,4 +268,11 @@ def test_the_cache_allocates_what_the_cost_model_counts(variant):
     from lessonlib.models.cost_spec import spec_of
 
     model = make(**VARIANTS[variant])
-    assert model.new_cache(3, 48).nbytes() == spec_of(model).kv_cache_bytes(48, 3, bytes_per_value=4)
+    spec = spec_of(model)
+    assert model.new_cache(3, 48).nbytes() == spec.kv_cache_bytes(48, 3, bytes_per_value=4)
+    assert spec.n_params() == model.n_params()
+
+
+def test_latent_attention_with_a_window_is_refused_clearly():
+    with pytest.raises(ValueError, match="set sliding_window or kv_lora_rank, not both"):
+        make(kv_lora_rank=8, sliding_window=4)

@@ -127,6 +127,8 @@ class ModelSpec:
     kv_lora_rank: int | None = None      # latent attention (MLA): width of the cached KV latent
     q_lora_rank: int | None = None       # MLA: width of the query's low-rank bottleneck (None: a full q_proj)
     qk_rope_head_dim: int = 0            # MLA: the RoPE part of head_dim, one key shared by all heads, cached
+    #                                      (0: positions enter elsewhere, e.g. the course's learned embeddings)
+    latent_norms: bool = True            # MLA: RMSNorms on the KV latent (and the query's, with q_lora_rank)
     # -- layers ----------------------------------------------------------------------------------------------
     norms_per_layer: int = 2             # 2: before attention and MLP; 4: also after both (Gemma 2/3); 1: parallel
     parallel_attention: bool = False     # attention and MLP read the same normed input and are summed (Cohere)
@@ -157,8 +159,8 @@ class ModelSpec:
             raise ConfigError(f"norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         if self.qk_norm not in QK_NORMS:
             raise ConfigError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {self.qk_norm!r}")
-        if self.kv_lora_rank is not None and not 0 < self.qk_rope_head_dim < self.head_dim:
-            raise ConfigError(f"latent attention needs 0 < qk_rope_head_dim < head_dim, got {self.qk_rope_head_dim} "
+        if self.kv_lora_rank is not None and not 0 <= self.qk_rope_head_dim < self.head_dim:
+            raise ConfigError(f"latent attention needs 0 <= qk_rope_head_dim < head_dim, got {self.qk_rope_head_dim} "
                               f"and {self.head_dim}")
 
     # -- parsing ------------------------------------------------------------------------------------------
@@ -290,7 +292,7 @@ class ModelSpec:
         query = (h * self.q_lora_rank + self.q_lora_rank * heads * self.head_dim if self.q_lora_rank
                  else h * heads * self.head_dim)
         latent = h * (self.kv_lora_rank + self.qk_rope_head_dim)
-        up = self.kv_lora_rank * heads * (self.qk_nope_head_dim + v)
+        up = self.kv_lora_rank * self.n_kv_heads * (self.qk_nope_head_dim + v)   # DeepSeek: n_kv_heads = n_heads
         return query + latent + up + heads * v * h
 
     def _attention_params(self) -> int:
@@ -302,7 +304,8 @@ class ModelSpec:
             norms = {"none": 0, "l2": 0, "shared": 2 * d}.get(self.qk_norm, q_out + kv_out)
         else:
             biases = ((self.q_lora_rank or 0) + self.kv_lora_rank + self.qk_rope_head_dim) * self.qkv_bias
-            norms = self._norm_width_params(self.q_lora_rank or 0) + self._norm_width_params(self.kv_lora_rank)
+            norms = (self._norm_width_params(self.q_lora_rank or 0) + self._norm_width_params(self.kv_lora_rank)
+                     if self.latent_norms else 0)
         sinks = heads if self.attention_sinks else 0
         return self.attention_weight_params() + biases + self.hidden_size * self.out_bias + norms + sinks
 

@@ -183,7 +183,8 @@ class LatentSelfAttention(nn.Module):
         super().__init__()
         self.shape = AttentionShape(config.n_heads, config.n_kv_heads, config.head_dim, config.sliding_window)
         kv_width = config.n_kv_heads * config.head_dim
-        self.c_q = Linear(config.hidden_size, config.n_heads * config.head_dim, bias=config.bias)
+        # Biases where DeepSeek's MLA has them (on the latent and the output, not on the query projection).
+        self.c_q = Linear(config.hidden_size, config.n_heads * config.head_dim, bias=False)
         self.c_kv_down = Linear(config.hidden_size, config.kv_lora_rank, bias=config.bias)
         self.c_k_up = Linear(config.kv_lora_rank, kv_width, bias=False)
         self.c_v_up = Linear(config.kv_lora_rank, kv_width, bias=False)

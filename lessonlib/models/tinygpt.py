@@ -103,6 +103,9 @@ class TinyGPTConfig:
         for name in ("sliding_window", "kv_lora_rank"):
             if getattr(self, name) is not None:
                 _require_positive(name, getattr(self, name))
+        if self.sliding_window and self.kv_lora_rank:
+            raise ValueError("latent attention with a sliding window is not a variant the course builds: set "
+                             "sliding_window or kv_lora_rank, not both")
 
     @property
     def is_moe(self) -> bool:
