@@ -44,8 +44,12 @@ def decode_step_report(model: str, hardware: str, precision: str = "bf16", conte
     spec = step.model
     if spec.max_position_embeddings and context_len > spec.max_position_embeddings:
         notes.append(f"{spec.name} was trained for at most {spec.max_position_embeddings:,} tokens of context.")
-    if spec.sliding_window and context_len > spec.sliding_window:
-        notes.append(f"sliding window: only the last {spec.sliding_window:,} tokens are cached and attended to.")
+    windowed = spec.layer_kinds().count("sliding")
+    if windowed and context_len > spec.sliding_window:
+        which = ("every layer caches" if windowed == spec.n_layers
+                 else f"{windowed} of its {spec.n_layers} layers cache")
+        notes.append(f"sliding window: {which} and attend{'s' if windowed == spec.n_layers else ''} to only the last "
+                     f"{spec.sliding_window:,} tokens.")
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return f"""
 <div style="font-family:sans-serif;max-width:760px">
