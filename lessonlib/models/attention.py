@@ -94,15 +94,16 @@ def attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int
 
 
 def grouped_query_attention(x: torch.Tensor, w: AttentionWeights, shape: AttentionShape, batch: int, steps: int,
-                            start: int = 0, cache=None, dropout_p: float = 0.0) -> torch.Tensor:
+                            start: int = 0, cache=None, dropout_p: float = 0.0, kernel=attend) -> torch.Tensor:
     """Attention of ``steps`` new positions (starting at ``start``) of ``batch`` sequences, ``x`` (B T, C) with
     the rows of each sequence together. Without a cache the positions attend among themselves (``start`` must
-    be 0); with a layer store they attend to what it returns. Returns (B T, C)."""
+    be 0); with a layer store they attend to what it returns. ``kernel`` computes the attention itself from
+    q, keys and values (signature of :func:`attend`; a lesson swaps in the learner's). Returns (B T, C)."""
     n_heads, n_kv_heads, head_dim, window = shape
     qkv = linear(x, w.qkv_weight, w.qkv_bias).view(batch, steps, -1, head_dim).transpose(1, 2)  # (B, H+2G, T, D)
     q, k, v = qkv.split((n_heads, n_kv_heads, n_kv_heads), dim=1)   # (B, H, T, D), (B, G, T, D), (B, G, T, D)
     keys, values, positions = (k, v, None) if cache is None else cache.update(k, v, start)  # (B, G, S, D) x2
-    y = attend(q, keys, values, start, positions, window, dropout_p)                               # (B, H, T, D)
+    y = kernel(q, keys, values, start, positions, window, dropout_p)                               # (B, H, T, D)
     y = y.transpose(1, 2).reshape(batch * steps, n_heads * head_dim)                                # (B T, H D)
     return linear(y, w.out_weight, w.out_bias)                                                      # (B T, C)
 
@@ -165,6 +166,7 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = Linear(config.n_heads * config.head_dim, config.hidden_size, bias=config.bias)
         self.attn_dropout = config.dropout  # on the attention weights, inside the fused kernel
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.kernel = attend   # what computes softmax(q k^T / sqrt(d)) v in the forward pass (a lesson may swap it)
 
     def weights(self) -> AttentionWeights:
         return AttentionWeights(self.c_attn.weight, self.c_attn.bias, self.c_proj.weight, self.c_proj.bias)
@@ -172,7 +174,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, steps, hidden = x.shape                                                   # x: (B, T, C)
         y = grouped_query_attention(x.reshape(batch * steps, hidden), self.weights(), self.shape, batch, steps,
-                                    dropout_p=self.attn_dropout if self.training else 0.0)
+                                    dropout_p=self.attn_dropout if self.training else 0.0, kernel=self.kernel)
         return self.resid_dropout(y.view(batch, steps, hidden))
 
 
