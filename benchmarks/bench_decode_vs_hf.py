@@ -19,12 +19,14 @@ from pathlib import Path
 import torch
 import transformers
 
-from lessonlib.models.tinygpt import hf_gpt2_state_dict, TinyGPT, TinyGPTConfig
+from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig, hf_gpt2_state_dict
 
 NEW_TOKENS, PROMPT_LEN, REPEATS, TARGET = 512, 8, 3, 2.5
 SHAPES = {  # the course's speed target is stated for the first
-    "gpt2-shaped-3.5M": TinyGPTConfig(vocab_size=41, max_position_embeddings=1024, n_layers=4, n_heads=4, hidden_size=256),
-    "tiny-gpt-shaped-0.9M": TinyGPTConfig(vocab_size=41, max_position_embeddings=1024, n_layers=4, n_heads=4, hidden_size=128),
+    "gpt2-shaped-3.5M": TinyGPTConfig(vocab_size=41, max_position_embeddings=1024, n_layers=4, n_heads=4,
+                                      hidden_size=256),
+    "tiny-gpt-shaped-0.9M": TinyGPTConfig(vocab_size=41, max_position_embeddings=1024, n_layers=4, n_heads=4,
+                                          hidden_size=128),
 }
 
 

@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from lessonlib.models import corpus, moe
-from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.checkpoints import load_checkpoint, save_checkpoint
+from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.tinygpt import MLP, TinyGPT, TinyGPTConfig
+
+SMALL = dict(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16)
 
 
 def layer(**changes):
@@ -25,7 +27,7 @@ def brute_force(layer_, x):
         probs = torch.softmax(x[t] @ w.router, dim=-1)
         chosen = probs.argsort(descending=True)[:layer_.experts_per_token]
         gates = probs[chosen] / probs[chosen].sum() if layer_.renormalize else probs[chosen]
-        for gate, e in zip(gates, chosen):
+        for gate, e in zip(gates, chosen, strict=True):
             hidden = F.gelu(x[t] @ w.fc_weight[e] + w.fc_bias[e], approximate="tanh")
             out[t] += gate * (hidden @ w.proj_weight[e] + w.proj_bias[e])
     return out
@@ -53,7 +55,7 @@ def test_vectorized_dispatch_equals_the_token_by_token_weighted_sum(top_k, renor
 
 
 def test_one_expert_equals_a_dense_mlp_with_the_same_weights():
-    config = TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, intermediate_size=24)
+    config = TinyGPTConfig(**SMALL, intermediate_size=24)
     dense = MLP(config)
     single = layer(n_experts=1, experts_per_token=1, renormalize=True)
     with torch.no_grad():
@@ -153,8 +155,8 @@ def test_routing_is_returned_by_each_call_and_not_kept_on_the_module():
 
 def make_model(**changes):
     torch.manual_seed(0)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32, intermediate_size=48, n_experts=4,
-                  experts_per_token=2) | changes
+    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32,
+                  intermediate_size=48, n_experts=4, experts_per_token=2) | changes
     return TinyGPT(TinyGPTConfig(**config)).eval()
 
 
@@ -190,11 +192,11 @@ def test_expert_usage_by_task_rows_are_shares():
                                           (dict(n_experts=4, capacity_factor=0.0), "capacity_factor")])
 def test_bad_moe_settings_fail_clearly(bad, message):
     with pytest.raises(ValueError, match=message):
-        TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, **bad)
+        TinyGPTConfig(**SMALL, **bad)
     with pytest.raises(ValueError, match="k must be"):
         moe.route(torch.randn(3, 4), 5)
     with pytest.raises(ValueError, match="no MoE layers"):
-        moe.training_loss()(TinyGPT(TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16)),
+        moe.training_loss()(TinyGPT(TinyGPTConfig(**SMALL)),
                             torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
 
 
@@ -235,4 +237,4 @@ def test_moe_dropout_acts_on_the_layer_output_in_training_mode_only():
 
 def test_an_moe_model_without_biases_is_refused_clearly():
     with pytest.raises(ValueError, match="bias=False is not supported with n_experts > 1"):
-        TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, n_experts=4, bias=False)
+        TinyGPTConfig(**SMALL, n_experts=4, bias=False)

@@ -113,7 +113,7 @@ def moe_mlp(h: torch.Tensor, w: ExpertWeights, experts_per_token: int, renormali
     out = torch.zeros_like(h)                                             # (tokens, hidden_size)
     if n_tokens == 1 and capacity_factor is None:
         # One token (a batch-1 decode step): run its k experts directly, reading only their weights.
-        for gate, e in zip(routing.weights[0], routing.experts[0].tolist()):
+        for gate, e in zip(routing.weights[0], routing.experts[0].tolist(), strict=True):
             y = F.gelu(torch.addmm(w.fc_bias[e], h, w.fc_weight[e]), approximate="tanh")   # (1, intermediate)
             out = out + gate * torch.addmm(w.proj_bias[e], y, w.proj_weight[e])
         return out, routing, torch.ones_like(routing.experts, dtype=torch.bool)
