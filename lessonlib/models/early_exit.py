@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .attention import AttentionShape, AttentionWeights, grouped_query_attention, latent_attention, linear
 from .cascade import MEASURES, token_confidence
+from .checkpoints import checkpoint_path, load_pretrained
 from .corpus import TOKENIZER, Split, answer_span, split
 from .moe import moe_mlp
 from .training import History, train
@@ -148,6 +149,19 @@ def load_exit_heads(path: str | Path) -> tuple[ExitHeads, dict]:
     heads = ExitHeads(**data["config"])
     heads.load_state_dict(data["state_dict"])
     return heads.eval(), data["report"]
+
+
+def load_pretrained_exit_heads(name: str = "tiny-gpt-exits"):
+    """Shipped exit heads (lessonlib/data/checkpoints/exit_heads/<name>.pt) with the model they were trained on:
+    (model, heads, the training script's report)."""
+    path = checkpoint_path("tiny-gpt").parent / "exit_heads" / f"{name}.pt"
+    if not path.exists():
+        available = sorted(p.stem for p in path.parent.glob("*.pt"))
+        raise FileNotFoundError(f"no exit heads {name!r}; shipped: {', '.join(available) or 'none'}; train them "
+                                f"with `python scripts/train_tiny_models.py {name}`")
+    heads, report = load_exit_heads(path)
+    model, _ = load_pretrained(report["start_from"])
+    return model, heads, report
 
 
 # -- decoding with exits -----------------------------------------------------------------------------------------
