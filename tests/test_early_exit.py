@@ -127,7 +127,7 @@ def test_training_the_heads_lowers_their_loss_and_leaves_the_model_unchanged(tmp
     assert trained[1] < untrained[1] and trained[2] < untrained[2]
     assert history.val_loss[-1] == pytest.approx((trained[1] + trained[2]) / 2, rel=1e-4)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    assert not heads.training and sum(p.numel() for p in heads.parameters()) == 2 * 2 * 32
+    assert not heads.training and sum(p.numel() for p in heads.parameters()) == 2 * (2 * 32 + 32 * 32 + 32)
     save_exit_heads(heads, tmp_path / "heads.pt", {"steps": 40})
     loaded, report = load_exit_heads(tmp_path / "heads.pt")
     assert report == {"steps": 40} and loaded.layers == (1, 2)
@@ -135,8 +135,19 @@ def test_training_the_heads_lowers_their_loss_and_leaves_the_model_unchanged(tmp
     torch.testing.assert_close(loaded.logits(1, x, model.wte.weight), heads.logits(1, x, model.wte.weight))
     with torch.inference_mode():
         state = hidden_states(model, PROMPTS[:1])[0]
+        translated = state + state @ heads.translators[0].weight + heads.translators[0].bias
         torch.testing.assert_close(heads.logits(0, state, model.wte.weight),
-                                   F.linear(heads.norms[0](state), model.wte.weight))
+                                   F.linear(heads.norms[0](translated), model.wte.weight))
+
+
+def test_a_head_starts_as_the_logit_lens_with_or_without_its_translator():
+    model = make()
+    x = torch.randn(3, 32, generator=torch.Generator().manual_seed(3))
+    lens = F.linear(model.ln_f(x), model.wte.weight)
+    for translator in (True, False):
+        heads = ExitHeads.for_model(model, [1, 3], translator=translator)
+        torch.testing.assert_close(heads.logits(1, x, model.wte.weight), lens)
+        assert (heads.translators is not None) == translator == heads.config()["translator"]
 
 
 def test_bad_settings_fail_clearly():

@@ -2,8 +2,14 @@
 layer whose head is confident enough.
 
 An exit head after block l is a LayerNorm followed by the model's own tied output layer (the embedding table),
-so it reads the residual stream the way the final layer does; only the LayerNorm is trained, with the model
-frozen (:func:`train_exit_heads`), starting from the final LayerNorm's weights.
+so it reads the residual stream the way the final layer does, started from the final LayerNorm's weights (the
+"logit lens"). By default a translator comes first: h + (h W + b), W and b starting at zero, so the head starts
+as the logit lens and learns to map an intermediate residual stream onto what the final layer expects (the
+"tuned lens" of Belrose et al., 2023; residual form, so weight decay pulls it back towards the identity). A
+LayerNorm alone learns little: on tiny-gpt after 100 steps its exits' validation losses were 3.20, 2.94 and 2.47
+nats after blocks 1, 2 and 3 (the model's own output: 1.14), with the translator 2.51, 2.18 and 1.70. The
+heads train with the model frozen (:func:`train_exit_heads`); a translator costs C^2 multiply-adds per exit
+tried, a twelfth of a block.
 
 Skipped layers and the KV cache. A token that exits after block l never runs blocks l+1..L, but later tokens
 attend to it in every layer. This module uses CALM's state propagation (Schuster et al., 2022, "Confident
@@ -29,7 +35,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .attention import AttentionShape, AttentionWeights, grouped_query_attention, latent_attention, linear
+from .attention import (
+    AttentionShape,
+    AttentionWeights,
+    Linear,
+    grouped_query_attention,
+    latent_attention,
+    linear,
+)
 from .cascade import MEASURES, token_confidence
 from .checkpoints import checkpoint_path, load_pretrained
 from .corpus import TOKENIZER, Split, answer_span, split
@@ -43,7 +56,8 @@ class ExitHeads(nn.Module):
     counts: an exit at 1 reads the residual stream after the first block (1 <= layer < n_layers; the model's
     own final layer is the last exit)."""
 
-    def __init__(self, hidden_size: int, n_layers: int, layers: Sequence[int], bias: bool = True):
+    def __init__(self, hidden_size: int, n_layers: int, layers: Sequence[int], bias: bool = True,
+                 translator: bool = True):
         super().__init__()
         layers = tuple(layers)
         if not layers or any(isinstance(x, bool) or not isinstance(x, int) or not 1 <= x < n_layers for x in layers) \
@@ -53,22 +67,30 @@ class ExitHeads(nn.Module):
         self.layers = tuple(sorted(layers))
         self.n_layers = n_layers
         self.norms = nn.ModuleList(nn.LayerNorm(hidden_size, bias=bias) for _ in self.layers)
+        self.translators = nn.ModuleList(Linear(hidden_size, hidden_size, bias=bias) for _ in self.layers) \
+            if translator else None
+        for module in self.translators or ():
+            nn.init.zeros_(module.weight)   # the identity map to start: the head is the logit lens
 
     @classmethod
-    def for_model(cls, model, layers: Sequence[int]) -> ExitHeads:
-        """Heads for ``model`` at ``layers``, each LayerNorm starting as a copy of the model's final one."""
+    def for_model(cls, model, layers: Sequence[int], translator: bool = True) -> ExitHeads:
+        """Heads for ``model`` at ``layers``, each LayerNorm starting as a copy of the model's final one (and each
+        translator as the identity)."""
         config = model.config
-        heads = cls(config.hidden_size, config.n_layers, layers, bias=config.bias)
+        heads = cls(config.hidden_size, config.n_layers, layers, bias=config.bias, translator=translator)
         for norm in heads.norms:
             norm.load_state_dict(model.ln_f.state_dict())
         return heads
 
     def config(self) -> dict:
         return {"hidden_size": self.norms[0].normalized_shape[0], "n_layers": self.n_layers,
-                "layers": list(self.layers), "bias": self.norms[0].bias is not None}
+                "layers": list(self.layers), "bias": self.norms[0].bias is not None,
+                "translator": self.translators is not None}
 
     def logits(self, head: int, hidden: torch.Tensor, wte: torch.Tensor) -> torch.Tensor:
         """Next-token logits (..., V) of exit ``head`` (an index into ``layers``) from hidden states (..., C)."""
+        if self.translators is not None:
+            hidden = hidden + self.translators[head](hidden)
         return F.linear(self.norms[head](hidden), wte)
 
 
