@@ -25,6 +25,7 @@ token), and seconds when measured (:mod:`lessonlib.measure.cascade`). Shapes: M 
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -327,7 +328,7 @@ def choose_threshold(validation: CascadeResults, accuracy_target: float, thresho
     """The cheapest threshold setting whose accuracy on ``validation`` is at least ``accuracy_target`` (of
     equal costs, the most accurate). When none reaches it, ``threshold`` is None and the choice reports the most
     accurate setting instead (its str says so)."""
-    if isinstance(accuracy_target, bool) or not isinstance(accuracy_target, (int, float)) \
+    if isinstance(accuracy_target, bool) or not isinstance(accuracy_target, numbers.Real) \
             or not 0 <= accuracy_target <= 1:
         raise ValueError(f"accuracy_target is a fraction of queries answered right, in [0, 1]; "
                          f"got {accuracy_target!r}")

@@ -26,11 +26,11 @@ import torch.nn.functional as F
 def check_sampling_settings(temperature: float, top_k: int | None = None, top_p: float | None = None) -> None:
     """Raise a ValueError that says what to fix for a negative temperature, top_k below 1, or top_p outside
     (0, 1]."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not temperature >= 0:
         raise ValueError(f"temperature must be 0 (greedy) or positive, got {temperature!r}")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
         raise ValueError(f"top_k must be a whole number of at least 1 (or None for no limit), got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0 < top_p <= 1):
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1] (1 or None: no limit), got {top_p!r}")
 
 
@@ -146,13 +146,13 @@ def expected_speedup(acceptance_rate: float, draft_len: int, cost_ratio: float) 
     """Expected wall-time speedup over plain target decoding (Leviathan et al., Theorem 3.8):
     (1 - alpha^(k+1)) / ((1 - alpha)(c k + 1)), where ``cost_ratio`` c is the time of a draft step over that of
     a target step, and a target pass over k + 1 tokens is assumed to cost one target step."""
-    if isinstance(cost_ratio, bool) or not isinstance(cost_ratio, (int, float)) or not cost_ratio >= 0:
+    if isinstance(cost_ratio, bool) or not isinstance(cost_ratio, numbers.Real) or not cost_ratio >= 0:
         raise ValueError(f"cost_ratio is a draft step's time over a target step's, a number >= 0; got {cost_ratio!r}")
     return expected_tokens_per_pass(acceptance_rate, draft_len) / (cost_ratio * draft_len + 1)
 
 
 def _check_rate(rate) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
         raise ValueError(f"acceptance_rate is a probability in [0, 1], got {rate!r}")
 
 

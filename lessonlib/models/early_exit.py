@@ -27,6 +27,7 @@ head is confident. Shapes: B batch, T tokens, C hidden size, V vocab.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -250,7 +251,7 @@ class EarlyExitOutput(NamedTuple):
 
 
 def _check_threshold(threshold) -> None:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not threshold >= 0:
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not threshold >= 0:
         raise ValueError(f"threshold must be in [0, 1] (0: exit at the first head), or above 1 never to exit; "
                          f"got {threshold!r}")
 
