@@ -111,8 +111,9 @@ def test_costs_add_up_along_the_cascade():
     seconds = evaluate_cascade(RESULTS, [0.0, 2.0], cost="seconds")
     np.testing.assert_allclose(seconds.cost, [0.1, 2.6])
     alone = single_models(RESULTS)
-    np.testing.assert_allclose(alone.accuracy, [0.4, 0.6, 0.8])
-    np.testing.assert_allclose(alone.cost, [1.2, 12, 120])
+    assert alone["names"].tolist() == ["small", "medium", "large"]
+    np.testing.assert_allclose(alone["accuracy"], [0.4, 0.6, 0.8])
+    np.testing.assert_allclose(alone["cost"], [1.2, 12, 120])
 
 
 def test_per_stage_threshold_grids_are_evaluated_setting_by_setting():

@@ -277,12 +277,11 @@ def evaluate_cascade(results: CascadeResults, thresholds=DEFAULT_THRESHOLDS, cos
     return CascadeCurve(shown.reshape(1) if shown.ndim == 0 else shown, accuracy, paid, answered_by, cost)
 
 
-def single_models(results: CascadeResults, cost: str = "flops") -> CascadeCurve:
-    """Each model alone on every query (setting m: model m answers all), for comparison with the cascade."""
-    n_models = len(results.names)
-    per_query_cost = results.cost(cost)
-    return CascadeCurve(np.arange(n_models), results.correct.mean(axis=1), per_query_cost.mean(axis=1),
-                        np.eye(n_models), cost)
+def single_models(results: CascadeResults, cost: str = "flops") -> dict[str, np.ndarray]:
+    """Each model alone answering every query, for comparison with the cascade: its ``accuracy`` (M,) and mean
+    ``cost`` (M,) per query, with the models' ``names``."""
+    return {"names": np.array(results.names), "accuracy": results.correct.mean(axis=1),
+            "cost": results.cost(cost).mean(axis=1)}
 
 
 def pareto_frontier(points) -> np.ndarray:
