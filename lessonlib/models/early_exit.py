@@ -53,19 +53,19 @@ from .training import History, train
 
 # -- the heads ---------------------------------------------------------------------------------------------------
 class ExitHeads(nn.Module):
-    """One LayerNorm per exit layer; the output layer is the model's tied embedding table. ``layers`` are block
-    counts: an exit at 1 reads the residual stream after the first block (1 <= layer < n_layers; the model's
-    own final layer is the last exit)."""
+    """Per exit layer a translator (unless ``translator=False``) and a LayerNorm; the output layer is the model's
+    tied embedding table. ``layers`` are block counts: an exit at 1 reads the residual stream after the first
+    block (1 <= layer < n_layers; the model's own final layer is the last exit)."""
 
     def __init__(self, hidden_size: int, n_layers: int, layers: Sequence[int], bias: bool = True,
                  translator: bool = True):
         super().__init__()
         layers = tuple(layers)
-        if not layers or any(isinstance(x, bool) or not isinstance(x, int) or not 1 <= x < n_layers for x in layers) \
-                or len(set(layers)) != len(layers):
+        whole = all(isinstance(x, numbers.Integral) and not isinstance(x, bool) for x in layers)
+        if not layers or not whole or not all(1 <= x < n_layers for x in layers) or len(set(layers)) != len(layers):
             raise ValueError(f"exit layers must be distinct whole numbers from 1 to {n_layers - 1} (blocks run "
                              f"before the exit; the model's own output is after block {n_layers}); got {layers!r}")
-        self.layers = tuple(sorted(layers))
+        self.layers = tuple(sorted(int(x) for x in layers))
         self.n_layers = n_layers
         self.norms = nn.ModuleList(nn.LayerNorm(hidden_size, bias=bias) for _ in self.layers)
         self.translators = nn.ModuleList(Linear(hidden_size, hidden_size, bias=bias) for _ in self.layers) \
