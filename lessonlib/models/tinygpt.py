@@ -256,10 +256,11 @@ class TinyGPT(nn.Module):
         return cached_forward(idx, cache, every_position=True)
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, use_cache: bool = True, temperature: float = 0.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                 top_k: int | None = None, generator: torch.Generator | None = None,
+                 top_p: float | None = None) -> torch.Tensor:
         """Continue each prompt of ``idx`` (B, T; equal lengths) by ``max_new_tokens`` tokens; see
         :func:`lessonlib.models.decoding.generate`. Returns (B, T + max_new_tokens)."""
-        return decoding.generate(self, idx, max_new_tokens, use_cache, temperature, top_k, generator)
+        return decoding.generate(self, idx, max_new_tokens, use_cache, temperature, top_k, generator, top_p)
 
 
 # -- the cached forward pass ----------------------------------------------------------------------------------
