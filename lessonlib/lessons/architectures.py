@@ -18,8 +18,9 @@ from ..core.timing import interleaved_min_times
 from ..measure.decode import decode_steps
 from ..models.attention import CausalSelfAttention, attend
 from ..models.checkpoints import load_pretrained
+from ..models.corpus import TASKS
 from ..models.cost_spec import spec_of
-from ..models.evaluation import answer_loss, evaluate, exact_match, task_lines
+from ..models.evaluation import answer_loss, evaluate, exact_match
 from ..models.kv_cache import KVCache
 from ..models.tinygpt import ModelWeights
 
@@ -41,18 +42,20 @@ class VariantRow:
     cache_bytes: int                # a cache for the whole position table, as allocated
     decode_ms: dict[int, float]     # context -> one batch-1 decode step, ms
     val_loss: float
-    answer_loss: float
+    answer_loss: float              # on the mixed-difficulty questions
     exact_match: dict[str, float]   # difficulty -> share of questions answered exactly
+    hard_by_task: dict[str, float]  # task name -> share of its hard questions answered exactly
 
 
 DIFFICULTIES = ("easy", "mixed", "hard")
 
 
 def measure_variants(models: dict[str, torch.nn.Module], val_batches, contexts=(32, 128, 240), repeats: int = 9,
-                     n_questions: int = 60, steps: int = 4) -> list[VariantRow]:
+                     n_questions: int = 40, steps: int = 4) -> list[VariantRow]:
     """Every model measured in one run: its cost-model KV bytes per token and allocated cache, batch-1 decode
     time at each context (interleaved timings, so background load hits all alike), validation loss, answer
-    loss and exact-match accuracy on ``n_questions`` questions of each difficulty."""
+    loss and exact-match accuracy on ``n_questions`` questions of each difficulty (a quarter each of copy,
+    reverse, sort and add), and on the hard questions task by task."""
     if not models:
         raise ValueError("give at least one model to measure")
     longest = min(m.config.max_position_embeddings for m in models.values())
@@ -60,16 +63,20 @@ def measure_variants(models: dict[str, torch.nn.Module], val_batches, contexts=(
         raise ValueError(f"contexts must leave room for {steps} decode steps in {longest} positions")
     runs = {(name, c): decode_steps(model, c, 1, steps) for name, model in models.items() for c in contexts}
     best = interleaved_min_times(runs, repeats, warmup=1)
-    questions = {d: [line for tag in "crsa" for line in _lines(n_questions // 4, d, tag)] for d in DIFFICULTIES}
+    tasks = {tag: TASKS[tag] for tag in "crsa"}
+    questions = {(d, tag): _lines(max(1, n_questions // 4), d, tag) for d in DIFFICULTIES for tag in tasks}
     rows = []
     for name, model in tqdm(models.items(), desc="quality", leave=False):
         spec = spec_of(model, name)
+        right = {key: exact_match(model, lines) for key, lines in questions.items()}
         rows.append(VariantRow(
             name=name, params=model.n_params(), kv_bytes_per_token=spec.kv_cache_bytes_per_token(4),
             cache_bytes=model.new_cache(1).nbytes(),
             decode_ms={c: 1e3 * best[name, c] / steps for c in contexts},
-            val_loss=evaluate(model, val_batches), answer_loss=answer_loss(model, task_lines()),
-            exact_match={d: exact_match(model, qs) for d, qs in questions.items()}))
+            val_loss=evaluate(model, val_batches),
+            answer_loss=answer_loss(model, [line for tag in tasks for line in questions["mixed", tag]]),
+            exact_match={d: sum(right[d, tag] for tag in tasks) / len(tasks) for d in DIFFICULTIES},
+            hard_by_task={tasks[tag]: right["hard", tag] for tag in tasks}))
     return rows
 
 
