@@ -148,3 +148,15 @@ def busy_machine_note(what: str, timings) -> str:
     return (f"**This machine is busy, so these numbers are not to be trusted.** Repeated runs of {what} did not "
             f"reproduce their fastest time (a typical run took up to {100 * worst:.0f}% longer){busy}. "
             f"Re-run the cell when fewer programs are running; no conclusion is drawn from this run.")
+
+
+def progress(items, what: str, label=str):
+    """Yield each of ``items`` while one line of output says how far the loop has got ("timing contexts: 3/6,
+    8 to 64 done"), rewritten in place, and ends with how long it took: a long measurement shows it is
+    working instead of printing nothing until it finishes. ``label`` names an item in that line."""
+    items = list(items)
+    start = time.perf_counter()
+    for index, item in enumerate(items):
+        print(f"\r{what}: {index + 1}/{len(items)} ({label(item)})   ", end="", flush=True)
+        yield item
+    print(f"\r{what}: {len(items)}/{len(items)} done in {time.perf_counter() - start:.1f} s   ", flush=True)

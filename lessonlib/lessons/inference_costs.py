@@ -43,7 +43,7 @@ def cache_summary(contexts: Sequence[int], cached: Sequence[Timing], recomputed:
                  "bytes and FLOPs explain only a small part of it, so the time goes elsewhere.")
     elif gap >= 0.5:
         floor = (f"A cached step took {gap:.1f}x the roofline's floor (median over the contexts): on this "
-                 "machine the floor is a fair estimate, unlike on most.")
+                 "machine the floor is within a factor of two of a real step.")
     else:
         floor = (f"A cached step took only {gap:.2f}x the roofline's floor, faster than streaming the weights from "
                  "main memory allows: they fit in the CPU's own caches, which are faster than the memory the "

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.timing import Timing
+from ..core.timing import Timing, progress
 from ..costs.hardware import HardwareSpec
 from ..costs.overheads import OverheadFit, Overheads, fit_overheads
 from ..costs.roofline import decode_step
@@ -70,9 +70,9 @@ class Calibration:
         return not self.problem
 
 
-def _measure(hardware: HardwareSpec, models, context_len: int) -> Calibration:
+def _measure(hardware: HardwareSpec, models, context_len: int, report: str = "") -> Calibration:
     timings, roofline = [], []
-    for model in models:
+    for model in (progress(models, report, label=lambda m: m.config.n_layers) if report else models):
         timings.append(decode_step_timing(model, context_len))
         roofline.append(decode_step(spec_of(model), hardware, "fp32", context_len, 1).seconds)
     depths = tuple(model.config.n_layers for model in models)
@@ -81,16 +81,20 @@ def _measure(hardware: HardwareSpec, models, context_len: int) -> Calibration:
 
 def calibrate_overheads(hardware: HardwareSpec, hidden_size: int = 128, n_heads: int = 4, depths=(1, 2, 4, 8),
                         context_len: int = 16, vocab_size: int = 41, max_position_embeddings: int = 256,
-                        attempts: int = 2) -> Calibration:
+                        attempts: int = 2, show_progress: bool = False) -> Calibration:
     """Time batch-1 decode steps of random models that differ only in depth, subtract the roofline's
     prediction (fp32, as the model runs), and fit the per-pass and per-layer overheads. Measured again, up to
-    ``attempts`` times in all, while the result is not reliable; the last attempt is returned."""
+    ``attempts`` times in all, while the result is not reliable; the last attempt is returned. With
+    ``show_progress``, one line of output follows the measurement."""
     models = []
     for depth in depths:
         torch.manual_seed(0)
         models.append(TinyGPT(TinyGPTConfig(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings,
                                             n_layers=depth, n_heads=n_heads, hidden_size=hidden_size)).eval())
-    attempt, result = 1, _measure(hardware, models, context_len)
+    def report(attempt: int) -> str:
+        return f"calibrating, attempt {attempt}, models of depth" if show_progress else ""
+
+    attempt, result = 1, _measure(hardware, models, context_len, report(1))
     while not result.reliable and attempt < attempts:
-        attempt, result = attempt + 1, _measure(hardware, models, context_len)
+        attempt, result = attempt + 1, _measure(hardware, models, context_len, report(attempt + 1))
     return Calibration(result.fit, result.timings, attempt)
