@@ -167,3 +167,12 @@ def test_roofline_figure_keeps_its_legend_off_the_lines_and_merges_coinciding_la
     anchor = ax.get_legend().get_bbox_to_anchor().transformed(ax.transAxes.inverted())
     assert anchor.x0 >= 1.0, "the legend sits right of the axes"
     plt.close(fig)
+
+
+def test_a_grading_run_skips_the_profile_and_says_so(monkeypatch):
+    from lessonlib.measure.profiling import time_shares
+
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    assert time_shares(lambda: None) == {}
+    text = inference_costs.kernel_summary({}, 241, 1e6, Timing((1e-3,), shortened=True), 1e10, 64)
+    assert "grading run" in text.lower()

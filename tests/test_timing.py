@@ -76,3 +76,14 @@ def test_busy_note_says_no_conclusion_is_drawn(monkeypatch):
     assert "busy" in note and "not to be trusted" in note and "100%" in note and "3.5 programs per CPU core" in note
     monkeypatch.setattr(timing_module, "load_per_core", lambda: None)
     assert "load average" not in busy_machine_note("the probe", [Timing((1.0, 2.0, 3.0))])
+
+
+def test_a_grading_run_times_once_and_draws_no_conclusion(monkeypatch):
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    calls = []
+    result = timing(lambda: calls.append(1), repeats=5, warmup=2, max_repeats=15)
+    assert len(calls) == 1 and result.shortened and not result.reliable
+    rounds = interleaved_timings({"a": lambda: calls.append("a")}, repeats=5, warmup=1)
+    assert len(rounds["a"].samples) == 1 and not rounds["a"].reliable
+    assert "grading run" in busy_machine_note("x", [result]).lower()
+    assert result.per(2).shortened

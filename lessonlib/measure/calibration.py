@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.timing import Timing, progress
+from ..core.timing import Timing, grading_run, progress
 from ..costs.hardware import HardwareSpec
 from ..costs.overheads import OverheadFit, Overheads, fit_overheads
 from ..costs.roofline import decode_step
@@ -54,6 +54,8 @@ class Calibration:
     @property
     def problem(self) -> str:
         """Why this calibration is not to be trusted ("" when it is)."""
+        if any(t.shortened for t in self.timings):
+            return "a grading run times each step once"
         reasons = []
         noisy = [d for d, t in zip(self.depths, self.timings, strict=True) if not t.reliable]
         if noisy:
@@ -95,6 +97,6 @@ def calibrate_overheads(hardware: HardwareSpec, hidden_size: int = 128, n_heads:
         return f"calibrating, attempt {attempt}, models of depth" if show_progress else ""
 
     attempt, result = 1, _measure(hardware, models, context_len, report(1))
-    while not result.reliable and attempt < attempts:
+    while not result.reliable and attempt < attempts and not grading_run():
         attempt, result = attempt + 1, _measure(hardware, models, context_len, report(attempt + 1))
     return Calibration(result.fit, result.timings, attempt)
