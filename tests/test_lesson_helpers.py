@@ -176,3 +176,12 @@ def test_a_grading_run_skips_the_profile_and_says_so(monkeypatch):
     assert time_shares(lambda: None) == {}
     text = inference_costs.kernel_summary({}, 241, 1e6, Timing((1e-3,), shortened=True), 1e10, 64)
     assert "grading run" in text.lower()
+
+
+def test_a_steady_calibration_that_the_line_does_not_fit_is_not_blamed_on_a_busy_machine():
+    depths = (1, 2, 4, 8)
+    excess = [1e-5, 2e-5, 4e-5, 6e-4]  # steady timings, but the time jumps once the model leaves the CPU's caches
+    calibration = Calibration(fit_overheads(depths, excess, [0.0] * 4), tuple(_t(e) for e in excess))
+    assert not calibration.reliable and not calibration.noisy
+    text = inference_costs.calibration_summary(calibration, 4, 1e-5)
+    assert "steady" in text and "busy" not in text and "Not to be trusted" in text

@@ -38,7 +38,12 @@ class OverheadFit:
     measured: tuple[float, ...]       # seconds per decode step at each depth
     roofline: tuple[float, ...]       # the roofline's prediction at each depth (no overhead)
 
-    clipped: bool = False             # a fitted term came out negative and was set to 0
+    fitted: tuple[float, float] = (0.0, 0.0)   # (per_pass, per_layer) as fitted, before negatives are clipped
+
+    @property
+    def clipped(self) -> tuple[str, ...]:
+        """Which fitted terms came out negative and were set to 0 ("per pass", "per layer")."""
+        return tuple(name for name, value in zip(("per pass", "per layer"), self.fitted, strict=True) if value < 0)
 
     @property
     def residuals(self) -> tuple[float, ...]:
@@ -59,7 +64,7 @@ class OverheadFit:
 
 def fit_overheads(depths: Sequence[int], measured: Sequence[float], roofline: Sequence[float]) -> OverheadFit:
     """Least-squares line through (depth, measured - roofline). Negative terms are clipped to 0 (overhead
-    cannot save time) and the fit says so (``clipped``); ``r_squared`` says how well the line explains the
+    cannot save time) and the fit says which (``clipped``); ``r_squared`` says how well the line explains the
     timings."""
     if len(depths) < 2 or len(set(depths)) < 2:
         raise ValueError("need decode-step times of at least two different depths to separate the per-layer "
@@ -69,5 +74,4 @@ def fit_overheads(depths: Sequence[int], measured: Sequence[float], roofline: Se
     excess = np.asarray(measured, dtype=float) - np.asarray(roofline, dtype=float)
     per_layer, per_pass = np.polyfit(np.asarray(depths, dtype=float), excess, 1)
     return OverheadFit(Overheads(per_pass=max(float(per_pass), 0.0), per_layer=max(float(per_layer), 0.0)),
-                       tuple(depths), tuple(measured), tuple(roofline),
-                       clipped=bool(per_pass < 0 or per_layer < 0))
+                       tuple(depths), tuple(measured), tuple(roofline), fitted=(float(per_pass), float(per_layer)))

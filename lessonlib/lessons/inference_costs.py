@@ -59,10 +59,14 @@ def calibration_summary(calibration: Calibration, n_layers: int, roofline_second
                f"pass**; the fitted line explains {100 * max(calibration.r_squared, 0):.0f}% of how the step time "
                f"varies with depth (measured {calibration.attempts} time{'s' if calibration.attempts > 1 else ''}).")
     if not calibration.reliable:
-        return (f"{numbers} **Not to be trusted on this run**: {calibration.problem}. "
-                + busy_machine_note("the calibration's decode steps", calibration.timings)
-                + " Section 5.3 uses these overheads all the same, so its comparison is no test of the cost "
-                  "model on this run.")
+        if calibration.noisy:
+            why = busy_machine_note("the calibration's decode steps", calibration.timings)
+        else:
+            why = ("The timings themselves were steady: it is the model, roofline plus a fixed cost per layer, that "
+                   "does not describe them on this machine. One reason can be the CPU's caches: the roofline "
+                   "streams every weight from main memory, while models this small may sit in faster caches.")
+        return (f"{numbers} **Not to be trusted on this run**: {calibration.problem}. {why} Section 5.3 uses these "
+                "overheads all the same, so its comparison is no test of the cost model on this run.")
     overhead = o.seconds(n_layers)
     verdict = ("overhead, not bytes or FLOPs, sets the time of its decode steps here" if overhead > roofline_seconds
                else "the roofline's term is the larger one here")
@@ -86,12 +90,12 @@ def prediction_summary(batch1: Sequence[tuple[Timing, PassCost]], others: Sequen
     """Section 5.3: how the calibrated cost model's predictions compare with the measurements, for the
     batch-1 cached steps it was calibrated for and for the other settings."""
     timings = [t for t, _ in (*batch1, *others)]
-    if not calibration.reliable or not all(t.reliable for t in timings):
-        why = ("the calibration did not pass its own checks" if not calibration.reliable
-               else "some timings never reproduced their fastest run")
-        return (f"No verdict on this run: {why}. "
-                + busy_machine_note("these decode steps", timings if all(t.reliable for t in timings)
-                                    else [t for t in timings if not t.reliable]))
+    unsteady = [t for t in timings if not t.reliable]
+    if unsteady:
+        return "No verdict on this run. " + busy_machine_note("these decode steps", unsteady)
+    if not calibration.reliable:
+        return ("No verdict on this run: the calibration in 5.2 did not pass its own checks, so the predictions "
+                "above rest on overheads that are not to be trusted.")
     first = [p.seconds / t.seconds for t, p in batch1]
     rest = [p.seconds / t.seconds for t, p in others]
     share = batch1[0][1].overhead_seconds / batch1[0][1].seconds

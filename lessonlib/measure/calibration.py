@@ -52,6 +52,11 @@ class Calibration:
         return self.fit.r_squared
 
     @property
+    def noisy(self) -> bool:
+        """Some timing never reproduced its fastest run (or a grading run timed each step once)."""
+        return not all(t.reliable for t in self.timings)
+
+    @property
     def problem(self) -> str:
         """Why this calibration is not to be trusted ("" when it is)."""
         if any(t.shortened for t in self.timings):
@@ -59,12 +64,12 @@ class Calibration:
         reasons = []
         noisy = [d for d, t in zip(self.depths, self.timings, strict=True) if not t.reliable]
         if noisy:
-            reasons.append(f"the timings at {', '.join(map(str, noisy))} layer(s) never reproduced their fastest run")
+            reasons.append(f"the timings at {', '.join(map(str, noisy))} layers never reproduced their fastest run")
         if self.fit.r_squared < MIN_R_SQUARED:
             reasons.append(f"a straight line explains only {100 * max(self.fit.r_squared, 0):.0f}% of how the "
-                           f"time varies with depth")
-        if self.fit.clipped:
-            reasons.append("a fitted term came out negative (more layers measured faster)")
+                           f"time left after the roofline varies with depth")
+        for term in self.fit.clipped:
+            reasons.append(f"the fitted cost {term} came out negative")
         return "; ".join(reasons)
 
     @property
