@@ -55,9 +55,10 @@ def calibration_summary(calibration: Calibration, n_layers: int, roofline_second
                         model: str = "`tiny-gpt`") -> str:
     """Section 5.2: the fitted overheads, whether to trust them, and what they mean for the lesson's model."""
     o = calibration.overheads
+    times = f"{calibration.attempts} time{'s' if calibration.attempts > 1 else ''}"
     numbers = (f"Calibration on this machine: **{_us(o.per_layer)} per layer** and **{_us(o.per_pass)} per "
-               f"pass**; the fitted line explains {100 * max(calibration.r_squared, 0):.0f}% of how the time left after "
-               f"the roofline varies with depth (measured {calibration.attempts} time{'s' if calibration.attempts > 1 else ''}).")
+               f"pass**; the fitted line explains {100 * max(calibration.r_squared, 0):.0f}% of how the time left "
+               f"after the roofline varies with depth (measured {times}).")
     if not calibration.reliable:
         if calibration.noisy:
             why = busy_machine_note("the calibration's decode steps", calibration.timings)
