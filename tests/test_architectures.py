@@ -75,3 +75,22 @@ def test_variants_are_measured_side_by_side():
     assert all(0 <= v <= 1 for r in rows for v in r.exact_match.values())
     with pytest.raises(ValueError, match="leave room"):
         measure_variants(models, val, contexts=(62,))
+
+
+def test_lesson_02_multiple_choice_options_do_not_give_the_answer_away_by_length():
+    """Balanced options: the longest at most 1.2x the shortest (the same rule as lesson 00's)."""
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    path = Path(__file__).resolve().parents[1] / "solutions" / "02_efficient_architectures" / \
+        "02_efficient_architectures.ipynb"
+    found = 0
+    for cell in nbformat.read(path, as_version=4).cells:
+        options = re.findall(r"^- \*\*([A-E])\.\*\* (.+?)(?=\n- \*\*|\Z)", cell.source, re.S | re.M)
+        if options:
+            found += 1
+            lengths = [len(" ".join(text.split())) for _, text in options]
+            assert max(lengths) <= 1.2 * min(lengths), f"option lengths {lengths}: balance them"
+    assert found

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..core.timing import interleaved_min_times
-from ..measure.decode import decode_steps
+from ..core.timing import Timing, interleaved_timings
+from ..measure.decode import decode_steps, torch_threads
 from ..models.attention import CausalSelfAttention, attend
 from ..models.checkpoints import load_pretrained
 from ..models.corpus import TASKS
@@ -40,7 +40,8 @@ class VariantRow:
     params: int
     kv_bytes_per_token: float       # fp32, every layer (what the cost model counts for this shape)
     cache_bytes: int                # a cache for the whole position table, as allocated
-    decode_ms: dict[int, float]     # context -> one batch-1 decode step, ms
+    decode_ms: dict[int, float]     # context -> one batch-1 decode step, ms (fastest of the repeats)
+    decode_timings: dict[int, Timing]   # context -> every repeat (is it reliable?), seconds per step
     val_loss: float
     answer_loss: float              # on the mixed-difficulty questions
     exact_match: dict[str, float]   # difficulty -> share of questions answered exactly
@@ -62,7 +63,8 @@ def measure_variants(models: dict[str, torch.nn.Module], val_batches, contexts=(
     if max(contexts) + steps > longest:
         raise ValueError(f"contexts must leave room for {steps} decode steps in {longest} positions")
     runs = {(name, c): decode_steps(model, c, 1, steps) for name, model in models.items() for c in contexts}
-    best = interleaved_min_times(runs, repeats, warmup=1)
+    with torch_threads(1):   # a tiny model gains nothing from more threads, and loses a lot on a busy machine
+        timed = {key: t.per(steps) for key, t in interleaved_timings(runs, repeats, warmup=1).items()}
     tasks = {tag: TASKS[tag] for tag in "crsa"}
     questions = {(d, tag): _lines(max(1, n_questions // 4), d, tag) for d in DIFFICULTIES for tag in tasks}
     rows = []
@@ -72,7 +74,8 @@ def measure_variants(models: dict[str, torch.nn.Module], val_batches, contexts=(
         rows.append(VariantRow(
             name=name, params=model.n_params(), kv_bytes_per_token=spec.kv_cache_bytes_per_token(4),
             cache_bytes=model.new_cache(1).nbytes(),
-            decode_ms={c: 1e3 * best[name, c] / steps for c in contexts},
+            decode_ms={c: 1e3 * timed[name, c].seconds for c in contexts},
+            decode_timings={c: timed[name, c] for c in contexts},
             val_loss=evaluate(model, val_batches),
             answer_loss=answer_loss(model, [line for tag in tasks for line in questions["mixed", tag]]),
             exact_match={d: sum(right[d, tag] for tag in tasks) / len(tasks) for d in DIFFICULTIES},
