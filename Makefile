@@ -73,11 +73,15 @@ lock:  ## refresh constraints.txt from pyproject.toml (a fresh resolve in a thro
 	"$$tmp/venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[dev]'; \
 	"$$tmp/venv/bin/python" scripts/write_constraints.py $(LOCK) $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
 
+# Both folders are then written in the form JupyterLab saves them (its kernel metadata), so that opening a
+# notebook does not mark it modified (lessonlib/course/notebook_form.py says why).
 release: $(COURSE_STAMP)  ## regenerate notebooks/ (student versions) from solutions/ with nbgrader
+	@$(BIN)/python -m lessonlib.course.notebook_form solutions
 	@for a in $(ASSIGNMENTS); do \
 	  echo "nbgrader generate_assignment $$a"; \
 	  $(BIN)/nbgrader generate_assignment "$$a" --force --log-level=WARN || exit 1; \
 	done
+	@$(BIN)/python -m lessonlib.course.notebook_form notebooks
 
 grade: $(COURSE_STAMP)  ## grade your notebooks against the hidden tests (NB=path/to/notebook.ipynb for one)
 	$(BIN)/coursegrade selfgrade $(NB)
@@ -100,8 +104,8 @@ feedback: $(COURSE_STAMP)  ## write per-student feedback pages: make feedback LE
 export: $(COURSE_STAMP)  ## grades to grades/grades.csv, one row per student
 	$(BIN)/coursegrade export
 
-bench: $(DEV_STAMP)  ## run the benchmarks (lessonlib decode vs Hugging Face generate)
-	$(BIN)/python benchmarks/bench_decode_vs_hf.py
+bench: $(DEV_STAMP)  ## run the benchmarks (decode vs HF generate, MoE layer vs Mixtral's) into benchmarks/RESULTS.md
+	$(BIN)/python benchmarks/run_all.py
 
 bench-grading: $(DEV_STAMP)  ## measure class grading: seconds per submission per lesson, 1 vs 2 workers
 	$(BIN)/python benchmarks/bench_grading.py

@@ -16,6 +16,7 @@ from lessonlib.dashboards.controls import BATCH_CHOICES, CONTEXT_CHOICES
 from lessonlib.dashboards.cost_model import cost_model_report
 from lessonlib.dashboards.decode_step import decode_step_report
 from lessonlib.dashboards.edge_device import edge_report
+from lessonlib.dashboards.kv_memory import kv_memory_report, value_choices
 
 TARGET_P95_MS = 50
 HARDWARE = ("a100-80gb", "raspberry-pi-5", "phone-snapdragon-8-gen-3", "h100-sxm", "jetson-orin-nano")
@@ -33,6 +34,21 @@ def sweeps():
     yield "edge device", [lambda h=h, f=f, k=k, s=s: edge_report(h, f, "int8", "mistral-7b", "mixtral-8x7b", k, s)
                           for h, f, k, s in itertools.product(HARDWARE, (0.3, 0.6, 1.0),
                                                               ("unstructured", "2:4", "structured"), (0.0, 0.5, 0.9))]
+    yield "KV memory", list(_kv_memory_calls())
+
+
+def _kv_memory_calls():
+    from lessonlib.costs.presets import model_preset
+
+    for m in model_preset_names():
+        spec = model_preset(m)
+        if spec.latent_attention:
+            continue
+        for kind in ("as built", "grouped-query", "multi-query", "sliding window", "latent"):
+            for value in (value_choices(spec, kind) or [None])[::2]:
+                for c in CONTEXT_CHOICES[8::3]:
+                    yield lambda m=m, kind=kind, value=value, c=c: kv_memory_report(m, kind, value, "a100-80gb",
+                                                                                    "bf16", c)
 
 
 def percentile(times: list[float], q: float) -> float:

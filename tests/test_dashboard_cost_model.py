@@ -72,3 +72,8 @@ def test_widget_shows_the_config_box_only_for_a_pasted_config():
     assert config_box.layout.display == ""
     report = dashboard.children[1].children[0]
     assert "pasted config" in report.value or "B parameters" in report.value
+
+
+def test_times_of_a_setting_that_does_not_fit_are_marked_as_hypothetical():
+    assert "if it fit" in cost_model_report("llama-2-7b", "raspberry-pi-5", "bf16", 1024, 1)[0]
+    assert "if it fit" not in cost_model_report("qwen2-0.5b", "raspberry-pi-5", "bf16", 1024, 1)[0]

@@ -58,3 +58,9 @@ def test_widget_updates_when_a_control_changes():
     batch_slider = dashboard.children[3]
     batch_slider.value = 64
     assert report.value != before and "batch 64" in report.value
+
+
+def test_a_step_that_does_not_fit_is_not_quoted_as_if_it_ran():
+    html = decode_step_report("llama-2-7b", "raspberry-pi-5", "bf16", 1024, 1)
+    assert "This does not run" in html and "Only if it fit" in html
+    assert "One step =" in decode_step_report("gpt2", "raspberry-pi-5", "bf16", 1024, 1)

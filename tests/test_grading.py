@@ -132,3 +132,75 @@ def test_uses_reference_sees_direct_module_and_closure_use():
     # The answer is the reference itself, imported under the exercise's name.
     assert uses_reference(presets.model_preset, costs)
     assert uses_reference(spec.ModelSpec.from_hf_config, costs)
+
+
+def test_torch_functions_called_sees_a_fused_kernel_however_it_is_reached():
+    import torch
+    from torch.nn.functional import scaled_dot_product_attention as renamed
+
+    from lessonlib.course.grading import torch_functions_called
+
+    q = torch.randn(1, 2, 3, 4)
+
+    def helper(x):
+        return renamed(x, x, x)
+
+    def by_hand(x):
+        return (x @ x.transpose(-1, -2)).softmax(-1) @ x
+
+    assert "scaled_dot_product_attention" in torch_functions_called(lambda: helper(q))
+    assert "scaled_dot_product_attention" not in torch_functions_called(by_hand, q)
+    assert "softmax" in torch_functions_called(by_hand, q)
+
+
+def test_runs_reference_sees_what_runs_not_what_is_written():
+    """A helper that calls the reference is caught; an unused import or another module's display helper is not."""
+    from lessonlib.core.units import human_bytes
+    from lessonlib.costs import spec as spec_module
+    from lessonlib.course.grading import runs_reference
+
+    def helper(config):
+        return spec_module.ModelSpec.from_hf_config(config).n_params()
+
+    def via_helper(config):
+        return helper(config)
+
+    def own_with_debug_print(config):
+        print("debug", human_bytes(1536))          # a display helper, not the cost model
+        return 2 * config["vocab_size"]
+
+    def mentions_but_never_calls(config):
+        if False:
+            return spec_module.ModelSpec
+        return 1
+
+    config = {"model_type": "gpt2", "vocab_size": 10, "n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 4}
+    assert runs_reference(lambda: via_helper(config), costs)
+    assert runs_reference(lambda: spec_module.ModelSpec.from_hf_config(config), spec_module.ModelSpec)
+    assert not runs_reference(lambda: own_with_debug_print(config), costs)
+    assert not runs_reference(lambda: mentions_but_never_calls(config), costs)
+    assert not runs_reference(lambda: 1 / 0, costs)   # the answer's own error is not a reference call
+
+
+def test_stderr_of_a_right_answer_costs_nothing_however_it_is_written(capsys):
+    """logging configured earlier (its handler holds the stderr stream of that time), os.write to fd 2, and
+    print to sys.stderr: all reported on stdout, nothing on stderr."""
+    import logging
+    import os
+
+    logger = logging.getLogger("learner")
+    handler = logging.StreamHandler(sys.stderr)      # what logging.basicConfig() sets up in an answer cell
+    logger.addHandler(handler)
+    try:
+        def noisy():
+            logger.warning("from a logging handler")
+            os.write(2, b"from file descriptor 2\n")
+            print("to sys.stderr", file=sys.stderr)
+            return True
+
+        grader = Grader("noisy", points=1)
+        assert grader.check("noisy but right", noisy)
+        out, err = capsys.readouterr()
+        assert err == "" and "PASS  noisy but right" in out and "no points lost" in out
+    finally:
+        logger.removeHandler(handler)

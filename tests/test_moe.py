@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from lessonlib.models import corpus, moe
-from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.checkpoints import load_checkpoint, save_checkpoint
+from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.tinygpt import MLP, TinyGPT, TinyGPTConfig
+
+SMALL = dict(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16)
 
 
 def layer(**changes):
@@ -25,7 +27,7 @@ def brute_force(layer_, x):
         probs = torch.softmax(x[t] @ w.router, dim=-1)
         chosen = probs.argsort(descending=True)[:layer_.experts_per_token]
         gates = probs[chosen] / probs[chosen].sum() if layer_.renormalize else probs[chosen]
-        for gate, e in zip(gates, chosen):
+        for gate, e in zip(gates, chosen, strict=True):
             hidden = F.gelu(x[t] @ w.fc_weight[e] + w.fc_bias[e], approximate="tanh")
             out[t] += gate * (hidden @ w.proj_weight[e] + w.proj_bias[e])
     return out
@@ -53,7 +55,7 @@ def test_vectorized_dispatch_equals_the_token_by_token_weighted_sum(top_k, renor
 
 
 def test_one_expert_equals_a_dense_mlp_with_the_same_weights():
-    config = TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, intermediate_size=24)
+    config = TinyGPTConfig(**SMALL, intermediate_size=24)
     dense = MLP(config)
     single = layer(n_experts=1, experts_per_token=1, renormalize=True)
     with torch.no_grad():
@@ -153,8 +155,8 @@ def test_routing_is_returned_by_each_call_and_not_kept_on_the_module():
 
 def make_model(**changes):
     torch.manual_seed(0)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32, intermediate_size=48, n_experts=4,
-                  experts_per_token=2) | changes
+    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32,
+                  intermediate_size=48, n_experts=4, experts_per_token=2) | changes
     return TinyGPT(TinyGPTConfig(**config)).eval()
 
 
@@ -190,11 +192,11 @@ def test_expert_usage_by_task_rows_are_shares():
                                           (dict(n_experts=4, capacity_factor=0.0), "capacity_factor")])
 def test_bad_moe_settings_fail_clearly(bad, message):
     with pytest.raises(ValueError, match=message):
-        TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, **bad)
+        TinyGPTConfig(**SMALL, **bad)
     with pytest.raises(ValueError, match="k must be"):
         moe.route(torch.randn(3, 4), 5)
     with pytest.raises(ValueError, match="no MoE layers"):
-        moe.training_loss()(TinyGPT(TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16)),
+        moe.training_loss()(TinyGPT(TinyGPTConfig(**SMALL)),
                             torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long))
 
 
@@ -235,4 +237,83 @@ def test_moe_dropout_acts_on_the_layer_output_in_training_mode_only():
 
 def test_an_moe_model_without_biases_is_refused_clearly():
     with pytest.raises(ValueError, match="bias=False is not supported with n_experts > 1"):
-        TinyGPTConfig(vocab_size=41, max_position_embeddings=16, n_layers=1, n_heads=2, hidden_size=16, n_experts=4, bias=False)
+        TinyGPTConfig(**SMALL, n_experts=4, bias=False)
+
+
+def gated_weights(n_experts, hidden=16, intermediate=24, biases=False):
+    """Random gated (SwiGLU) experts, Mixtral's kind: without biases unless asked."""
+    g = torch.Generator().manual_seed(2)
+
+    def randn(*shape, fan_in=1):
+        return torch.randn(*shape, generator=g) * fan_in ** -0.5
+
+    return moe.ExpertWeights(
+        router=randn(hidden, n_experts), fc_weight=randn(n_experts, hidden, intermediate, fan_in=hidden),
+        fc_bias=randn(n_experts, intermediate) if biases else None,
+        proj_weight=randn(n_experts, intermediate, hidden, fan_in=intermediate),
+        proj_bias=randn(n_experts, hidden) if biases else None,
+        gate_weight=randn(n_experts, hidden, intermediate, fan_in=hidden))
+
+
+def brute_force_gated(w, x, k):
+    """Token by token, expert by expert: sum of gate * (silu(x W_gate) * (x W_up + b_up)) W_down + b_down."""
+    out = torch.zeros_like(x)
+    for t in range(x.shape[0]):
+        probs = torch.softmax(x[t] @ w.router, dim=-1)
+        chosen = probs.argsort(descending=True)[:k]
+        for gate, e in zip(probs[chosen] / probs[chosen].sum(), chosen, strict=True):
+            up = x[t] @ w.fc_weight[e] + (0 if w.fc_bias is None else w.fc_bias[e])
+            hidden = F.silu(x[t] @ w.gate_weight[e]) * up
+            out[t] += gate * (hidden @ w.proj_weight[e] + (0 if w.proj_bias is None else w.proj_bias[e]))
+    return out
+
+
+GATED_SETTINGS = [(4, 2, 1), (4, 2, 37), (8, 1, 1), (8, 3, 16)]   # (n_experts, top_k, tokens)
+
+
+@pytest.mark.parametrize("n_experts, top_k, n_tokens", GATED_SETTINGS)
+@pytest.mark.parametrize("biases", [False, True])
+def test_gated_experts_equal_the_token_by_token_swiglu_sum(n_experts, top_k, n_tokens, biases):
+    # Tolerance 1e-5: the same products, summed in another order.
+    w = gated_weights(n_experts, biases=biases)
+    x = torch.randn(n_tokens, 16, generator=torch.Generator().manual_seed(1))
+    out, routing, kept = moe.moe_mlp(x, w, top_k, renormalize=True)
+    torch.testing.assert_close(out, brute_force_gated(w, x, top_k), atol=1e-5, rtol=1e-5)
+    assert kept.all() and routing.experts.shape == (n_tokens, top_k)
+
+
+@pytest.mark.parametrize("n_experts, top_k, n_tokens", GATED_SETTINGS)
+@pytest.mark.parametrize("implementation", ["eager", "batched_mm", "grouped_mm"])
+def test_gated_experts_equal_transformers_mixtral_sparse_moe_block(n_experts, top_k, n_tokens, implementation):
+    """Mixtral's block with our weights copied in: router (E, H) is our router transposed; gate_up_proj (E, 2I, H)
+    holds the gate (w1) then the up projection (w3) as (out, in); down_proj (E, H, I) is our proj transposed.
+    Tolerance 1e-5: the same products with the weights laid out (out, in) instead of (in, out)."""
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
+
+    w = gated_weights(n_experts)
+    config = transformers.MixtralConfig(hidden_size=16, intermediate_size=24, num_local_experts=n_experts,
+                                        num_experts_per_tok=top_k, experts_implementation=implementation)
+    block = MixtralSparseMoeBlock(config).eval()
+    with torch.no_grad():
+        block.gate.weight.copy_(w.router.T)
+        block.experts.gate_up_proj.copy_(torch.cat([w.gate_weight, w.fc_weight], dim=2).transpose(1, 2))
+        block.experts.down_proj.copy_(w.proj_weight.transpose(1, 2))
+        x = torch.randn(n_tokens, 16, generator=torch.Generator().manual_seed(1))
+        out, routing, _ = moe.moe_mlp(x, w, top_k, renormalize=True)
+        _, hf_gates, hf_experts = block.gate(x)
+        assert torch.equal(routing.experts, hf_experts)
+        torch.testing.assert_close(routing.weights, hf_gates, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(out, block(x.view(1, n_tokens, 16)).view(n_tokens, 16), atol=1e-5, rtol=1e-5)
+
+
+def test_experts_without_biases_equal_experts_with_zero_biases():
+    """A bias of None is a plain matrix product, the same as adding zeros, on both paths (one token, many)."""
+    w = layer().weights()
+    no_bias = w._replace(fc_bias=None, proj_bias=None)
+    zero_bias = w._replace(fc_bias=torch.zeros_like(w.fc_bias), proj_bias=torch.zeros_like(w.proj_bias))
+    x = torch.randn(9, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for tokens in (x[:1], x):
+            torch.testing.assert_close(moe.moe_mlp(tokens, no_bias, 2, True)[0],
+                                       moe.moe_mlp(tokens, zero_bias, 2, True)[0], atol=1e-6, rtol=1e-6)

@@ -19,7 +19,11 @@ VARIANTS = {"multi-head": {}, "grouped-query": {"n_kv_heads": 2}, "multi-query":
             "no biases": {"bias": False},
             "narrow MLP, fewer wider heads": {"intermediate_size": 40, "n_heads": 3, "n_kv_heads": 3, "head_dim": 12},
             "mixture of experts, top-2": {"n_experts": 4, "experts_per_token": 2, "intermediate_size": 48},
-            "mixture of experts, top-1, multi-query": {"n_experts": 4, "intermediate_size": 48, "n_kv_heads": 1}}
+            "mixture of experts, top-1, multi-query": {"n_experts": 4, "intermediate_size": 48, "n_kv_heads": 1},
+            "sliding window": {"sliding_window": 5},
+            "sliding window, grouped-query": {"sliding_window": 9, "n_kv_heads": 2},
+            "latent attention": {"kv_lora_rank": 12},
+            "latent attention, grouped": {"kv_lora_rank": 6, "n_kv_heads": 2}}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -42,7 +46,7 @@ def test_cached_decode_logits_equal_full_forward_logits(variant):
     torch.testing.assert_close(torch.stack(step_logits, 1), full[:, 6:-1], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("variant", ["multi-head", "multi-query"])
+@pytest.mark.parametrize("variant", ["multi-head", "multi-query", "latent attention"])
 def test_extending_a_cache_by_several_tokens_and_rewinding_match_the_full_forward(variant):
     # Speculative decoding's verification pass: k new tokens on top of a cache, then rewind past rejected ones.
     model = make(**VARIANTS[variant])
@@ -179,3 +183,96 @@ def test_checkpoints_saved_with_the_legacy_config_names_still_load(tmp_path):
     torch.save({"config": legacy, "state_dict": state, "report": {}}, tmp_path / "old.pt")
     loaded, _ = load_checkpoint(tmp_path / "old.pt")
     assert loaded.config == model.config and loaded.n_params() == model.n_params()
+
+
+@pytest.mark.parametrize("variant", ["sliding window", "sliding window, grouped-query"])
+def test_a_rolling_cache_extends_by_more_than_its_window_and_decodes_past_it(variant):
+    """Prefill, several tokens at once (more than the window) and single steps, all past the window: the ring of
+    `window` slots gives the full forward's logits."""
+    model = make(**VARIANTS[variant])
+    window = model.config.sliding_window
+    tokens = torch.randint(0, 41, (2, 40), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        full = model(tokens).logits
+        cache = model.new_cache(2, 40)
+        first = model.extend(tokens[:, :13], cache)            # a prefill longer than the window
+        more = model.extend(tokens[:, 13:30], cache)           # more new tokens than the window holds
+        steps = [model.decode_step(tokens[:, t], cache) for t in range(30, 40)]
+    assert cache.nbytes() == 2 * 2 * 2 * window * 2 * model.config.head_dim * 4 * model.config.n_kv_heads // 2
+    torch.testing.assert_close(first, full[:, :13], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(more, full[:, 13:30], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(torch.stack(steps, 1), full[:, 30:40], atol=1e-5, rtol=1e-5)
+
+
+def manual_attention(q, k, v, window=None):
+    """Attention written out head by head: query head h reads key/value head h // (H / G), causal (and windowed)."""
+    n_heads, n_kv, steps = q.shape[1], k.shape[1], q.shape[2]
+    out = torch.empty_like(q)
+    for h in range(n_heads):
+        g = h // (n_heads // n_kv)
+        scores = q[:, h] @ k[:, g].transpose(-1, -2) / q.shape[-1] ** 0.5          # (B, T, T)
+        i, j = torch.arange(steps)[:, None], torch.arange(steps)[None, :]
+        allowed = (j <= i) & ((i - j < window) if window else True)
+        out[:, h] = scores.masked_fill(~allowed, float("-inf")).softmax(-1) @ v[:, g]
+    return out
+
+
+@pytest.mark.parametrize("n_kv_heads, window", [(4, None), (2, None), (1, None), (2, 3), (4, 16)])
+def test_attention_is_the_textbook_formula_for_mha_gqa_mqa_and_windows(n_kv_heads, window):
+    """One function serves them all: with as many KV heads as query heads it is multi-head attention, with one it
+    is multi-query, in between each KV head serves a group; a window as long as the sequence is full attention."""
+    from lessonlib.models.attention import attend
+
+    g = torch.Generator().manual_seed(5)
+    q = torch.randn(2, 4, 10, 8, generator=g)
+    k, v = torch.randn(2, n_kv_heads, 10, 8, generator=g), torch.randn(2, n_kv_heads, 10, 8, generator=g)
+    torch.testing.assert_close(attend(q, k, v, 0, None, window), manual_attention(q, k, v, window),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_a_window_as_long_as_the_sequence_is_full_attention_and_a_shorter_one_is_not():
+    full, windowed, short = make(), make(sliding_window=64), make(sliding_window=4)
+    windowed.load_state_dict(full.state_dict())
+    short.load_state_dict(full.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(windowed(PROMPTS).logits, full(PROMPTS).logits)
+        assert not torch.allclose(short(PROMPTS).logits[:, -1], full(PROMPTS).logits[:, -1])
+
+
+def test_latent_attention_absorbed_at_decode_equals_rebuilding_keys_and_values():
+    """The decode-time form folds W_uk into the query and W_uv after the sum: the same numbers without building
+    the cached positions' keys and values (tolerance 1e-5: the products are summed in another order)."""
+    from lessonlib.models.attention import latent_attention
+
+    model = make(**VARIANTS["latent attention, grouped"])
+    attn = model.h[0].attn
+    x = torch.randn(3 * 1, 32, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        for absorbed in (True, False):
+            cache = model.new_cache(3, 20)
+            store = cache.layers[0]
+            store.update(torch.randn(3, 11, 6, generator=torch.Generator().manual_seed(7)), 0)
+            out = latent_attention(x, attn.weights(), attn.shape, 3, 1, 11, store, absorbed=absorbed)
+            if absorbed:
+                absorbed_out = out
+    torch.testing.assert_close(absorbed_out, out, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["multi-head", "grouped-query", "multi-query", "sliding window",
+                                     "sliding window, grouped-query", "latent attention",
+                                     "latent attention, grouped"])
+def test_the_cache_allocates_what_the_cost_model_counts(variant):
+    """KV-cache bytes of a cache for 48 positions of 3 sequences (fp32) equal ModelSpec.kv_cache_bytes for the same
+    shape: K and V per KV head, only the window for a sliding window, one latent per position for latent
+    attention."""
+    from lessonlib.models.cost_spec import spec_of
+
+    model = make(**VARIANTS[variant])
+    spec = spec_of(model)
+    assert model.new_cache(3, 48).nbytes() == spec.kv_cache_bytes(48, 3, bytes_per_value=4)
+    assert spec.n_params() == model.n_params()
+
+
+def test_latent_attention_with_a_window_is_refused_clearly():
+    with pytest.raises(ValueError, match="set sliding_window or kv_lora_rank, not both"):
+        make(kv_lora_rank=8, sliding_window=4)

@@ -47,7 +47,7 @@ TWO_FOUR_INDEX_BYTES = 2 / 8   # a 2-bit position (0-3) per kept value in each g
 
 def prunable_params(spec: ModelSpec) -> int:
     """Parameters pruning may remove: the weight matrices of every block (all experts of an MoE)."""
-    return spec.n_layers * (spec.attention_weight_params() + spec.n_experts * spec.expert_weight_params())
+    return spec.block_weight_params()
 
 
 def structured_spec(spec: ModelSpec, sparsity: float) -> ModelSpec:
@@ -102,8 +102,7 @@ class Candidate:
     def n_active_params(self) -> int:
         """Parameters one token multiplies by (nonzero ones; MoE: only the chosen experts)."""
         spec = self.spec
-        active_prunable = spec.n_layers * (spec.attention_weight_params()
-                                           + spec.experts_per_token * spec.expert_weight_params())
+        active_prunable = spec.block_weight_params(spec.experts_per_token)
         return spec.n_active_params() - round(self.zeros_fraction * active_prunable)
 
     def weight_bytes(self, precision: str) -> float:
@@ -118,7 +117,7 @@ class Candidate:
         b = weight_bytes(precision)
         spec = self.spec
         touched = spec.expected_experts_touched(n_tokens)   # 1 for a dense model
-        read_prunable = spec.n_layers * (spec.attention_weight_params() + touched * spec.expert_weight_params())
+        read_prunable = float(spec.block_weight_params(touched))
         return spec.weight_bytes_read(n_tokens, b) - read_prunable * (b - self._bytes_per_pruned_param(b))
 
     def flops_per_token(self, context_len: int) -> float:
@@ -185,6 +184,6 @@ def assess(candidate: Candidate, device: HardwareSpec, precision: str = "int8", 
               "KV cache": spec.kv_cache_bytes(context_len, batch_size, kv_bytes(precision))}
     step = PassCost(phase="decode", model=spec, hardware=device, precision=precision, context_len=context_len,
                     batch_size=batch_size, weight_bytes_read=candidate.weight_bytes_read(batch_size, precision),
-                    kv_bytes_read=spec.kv_cache_bytes(context_len + 1, batch_size, kv_bytes(precision)),
+                    kv_bytes_read=spec.decode_kv_bytes(context_len, batch_size, kv_bytes(precision)),
                     flops=batch_size * candidate.flops_per_token(context_len), memory=memory)
     return Assessment(candidate, device, memory_fraction * device.memory_bytes, memory, step)

@@ -41,3 +41,19 @@ def memory_breakdown(model: ModelSpec, precision: str, context_len: int, batch_s
         "KV cache": model.kv_cache_bytes(context_len, batch_size, kv_bytes(precision)),
         "activations": model.activation_bytes(max(context_len, 1), batch_size, kv_bytes(precision)),
     }
+
+
+def largest_batch(model: ModelSpec, memory_bytes: float, precision: str, context_len: int,
+                  limit: int = 1 << 20) -> int:
+    """The most sequences of ``context_len`` tokens whose weights, KV caches and activations fit in
+    ``memory_bytes`` (0 when not even one does). Everything but the weights grows linearly with the batch, so
+    the answer is a division, checked against :func:`memory_breakdown` (capped at ``limit``)."""
+    require_count("context_len", context_len)
+    one, two = (sum(memory_breakdown(model, precision, context_len, b).values()) for b in (1, 2))
+    per_sequence, fixed = two - one, 2 * one - two
+    if fixed + per_sequence > memory_bytes:
+        return 0
+    batch = min(limit, int((memory_bytes - fixed) // per_sequence))
+    while batch > 1 and not MemoryFit(memory_breakdown(model, precision, context_len, batch), memory_bytes).fits:
+        batch -= 1   # guard against rounding at the boundary
+    return batch

@@ -115,7 +115,7 @@ def decode_step(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16
         phase="decode", model=model, hardware=hardware, precision=precision, context_len=context_len,
         batch_size=batch_size,
         weight_bytes_read=model.weight_bytes_read(batch_size, weight_bytes(precision)),
-        kv_bytes_read=model.kv_cache_bytes(context_len + 1, batch_size, kv_bytes(precision)),
+        kv_bytes_read=model.decode_kv_bytes(context_len, batch_size, kv_bytes(precision)),
         flops=batch_size * model.flops_per_token(context_len),
         memory=memory_breakdown(model, precision, context_len + 1, batch_size),
         overhead_seconds=overheads.seconds(model.n_layers))
@@ -169,11 +169,9 @@ def generation(model: ModelSpec, hardware: HardwareSpec, precision: str = "bf16"
     check_pass(precision, prompt_len=prompt_len, new_tokens=new_tokens, batch_size=batch_size)
     first = prefill(model, hardware, precision, prompt_len, batch_size, overheads)
     contexts = np.arange(prompt_len, prompt_len + new_tokens, dtype=np.float64)
-    attended = np.minimum(contexts + 1, model.sliding_window or np.inf)
-    kv_per_token = batch_size * model.kv_cache_bytes_per_token(kv_bytes(precision))
-    t_memory = (model.weight_bytes_read(batch_size, weight_bytes(precision)) + kv_per_token * attended) \
-        / hardware.memory_bandwidth
-    t_compute = batch_size * (2 * model.matmul_params_per_token() + model.attention_flops(attended)) \
+    kv_moved = batch_size * kv_bytes(precision) * model.decode_kv_values(contexts)
+    t_memory = (model.weight_bytes_read(batch_size, weight_bytes(precision)) + kv_moved) / hardware.memory_bandwidth
+    t_compute = batch_size * (2 * model.matmul_params_per_token() + model.attention_flops_per_token(contexts)) \
         / hardware.flops_for(precision)
     decode_seconds = float(np.maximum(t_memory, t_compute).sum()) + new_tokens * overheads.seconds(model.n_layers)
     last = decode_step(model, hardware, precision, prompt_len + new_tokens - 1, batch_size, overheads)

@@ -21,7 +21,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import logging
 import math
+import os
+import sys
+import tempfile
 import types
 import warnings
 from dataclasses import dataclass
@@ -172,6 +176,65 @@ def uses_reference(func: Callable, *references: Any) -> bool:
     return False
 
 
+def runs_reference(call: Callable[[], Any], *references: Any) -> bool:
+    """True when any of ``references`` (a module or package, or a function or class defined in one) runs while
+    ``call()`` runs: directly, through a helper the answer defined, under another name, or as the answer
+    itself. A hidden check calls the learner's function on an example this way to make sure an exercise is not
+    answered by lessonlib's own implementation; what the answer merely mentions (an import it never uses, a
+    display helper of another module) does not count. Exceptions raised by the call are ignored here (other
+    checks report them)."""
+    modules = tuple(ref.__name__ for ref in references if isinstance(ref, types.ModuleType))
+    codes, class_prefixes = set(), []
+    for ref in references:
+        if isinstance(ref, types.ModuleType):
+            continue
+        if isinstance(ref, type):
+            class_prefixes.append((ref.__module__, ref.__qualname__ + "."))
+        code = getattr(inspect.unwrap(ref), "__code__", None)
+        if code is not None:
+            codes.add(code)
+    seen = []
+
+    def profile(frame, event, arg):
+        if event != "call" or seen:
+            return
+        code, module = frame.f_code, frame.f_globals.get("__name__", "")
+        if (code in codes or any(module == m or module.startswith(m + ".") for m in modules)
+                or any(module == m and code.co_qualname.startswith(q) for m, q in class_prefixes)):
+            seen.append(code.co_name)
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        call()
+    except Exception:  # noqa: BLE001 - the answer's own failure is reported by the other checks
+        pass
+    finally:
+        sys.setprofile(previous)
+    return bool(seen)
+
+
+def torch_functions_called(func: Callable, *args: Any, **kwargs: Any) -> set[str]:
+    """Names of the PyTorch functions that run while ``func(*args, **kwargs)`` runs, however the answer reached
+    them (``F.scaled_dot_product_attention``, an alias imported under another name, a helper, lessonlib): a
+    hidden check can forbid, say, a fused kernel that would do the exercise's work. The call's own exceptions
+    propagate."""
+    from torch.overrides import TorchFunctionMode
+
+    class Recorder(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.names: set[str] = set()
+
+        def __torch_function__(self, function, types, args=(), kwargs=None):
+            self.names.add(getattr(function, "__name__", str(function)))
+            return function(*args, **(kwargs or {}))
+
+    with Recorder() as recorder:
+        func(*args, **kwargs)
+    return recorder.names
+
+
 # -- internals ----------------------------------------------------------------------------------------------
 def _all_names(code: types.CodeType) -> Iterable[str]:
     yield from code.co_names
@@ -181,10 +244,51 @@ def _all_names(code: types.CodeType) -> Iterable[str]:
             yield from _all_names(const)
 
 
+@contextlib.contextmanager
+def _file_descriptor_2_captured():
+    """Point file descriptor 2 at a temporary file (output of C code and ``os.write(2, ...)``); yields a function
+    that returns what was written. Where fd 2 cannot be redirected, nothing is captured at that level."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield lambda: ""
+        return
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lambda: (sink.seek(0), sink.read().decode(errors="replace"))[1]
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+@contextlib.contextmanager
+def _logging_to(stream):
+    """Logging handlers that write to the process's stderr (``logging.basicConfig()`` in an answer cell keeps the
+    stream it saw then) write to ``stream`` instead for the duration."""
+    stderr_streams = {id(s) for s in (sys.stderr, sys.__stderr__) if s is not None}
+    loggers = [logging.getLogger()] + [logger for logger in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(logger, logging.Logger)]
+    swapped = []
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and id(handler.stream) in stderr_streams:
+                swapped.append((handler, handler.setStream(stream)))
+    try:
+        yield
+    finally:
+        for handler, original in swapped:
+            handler.setStream(original)
+
+
 def _run_quietly(test: Callable[[], Any] | bool) -> tuple[bool, str]:
-    """Run a check with warnings and stderr captured; report them on stdout rather than failing the cell."""
+    """Run a check with everything a right answer may write to stderr captured (Python's sys.stderr, logging
+    handlers the learner configured, file descriptor 2, warnings) and reported on stdout, because nbgrader
+    scores a test cell with any stderr output as 0."""
     captured = io.StringIO()
-    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stderr(captured):
+    with (warnings.catch_warnings(record=True) as caught, _logging_to(captured), contextlib.redirect_stderr(captured),
+          _file_descriptor_2_captured() as fd_text):
         warnings.simplefilter("always")
         try:
             outcome = test() if callable(test) else test
@@ -197,9 +301,10 @@ def _run_quietly(test: Callable[[], Any] | bool) -> tuple[bool, str]:
             passed, message = False, f"NameError: {error} (define it in your answer cell and run that cell)"
         except Exception as error:  # the student's code failed: say how, do not crash the test cell
             passed, message = False, f"{type(error).__name__}: {error}"
+        written = captured.getvalue() + fd_text()
     notes = [f"{w.category.__name__}: {w.message}" for w in caught]
-    if captured.getvalue().strip():
-        notes.append("wrote to stderr: " + captured.getvalue().strip().splitlines()[-1])
+    if written.strip():
+        notes.append("wrote to stderr: " + written.strip().splitlines()[-1])
     if notes:
         message = "; ".join(filter(None, [message, "(note, no points lost: " + " | ".join(notes[:2]) + ")"]))
     return passed, message

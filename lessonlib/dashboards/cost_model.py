@@ -121,6 +121,8 @@ KV cache {human_bytes(spec.kv_cache_bytes_per_token(kv_bytes(precision)))} per t
 <p>Memory: {human_bytes(needed)} of {human_bytes(hw.memory_bytes)}: {fit}</p>
 {_memory_bar(parts, hw.memory_bytes)}
 <p style="font-size:90%">{legend} &nbsp; <span style="color:#b00">|</span> device memory</p>
+{'' if memory.fits else '<p style="color:#b00">The times below are what the roofline predicts <b>if it fit</b>; '
+   'as set, this does not run.</p>'}
 <table style="width:100%"><tr><th style='text-align:left'>phase</th><th>time</th><th>tokens/s</th>
 <th>FLOP/byte</th><th style='text-align:left'>limit</th></tr>{rows}</table>
 <p style="font-size:90%">Time to first token (prefill of the {context_len:,}-token prompt):

@@ -44,15 +44,22 @@ def decode_step_report(model: str, hardware: str, precision: str = "bf16", conte
     spec = step.model
     if spec.max_position_embeddings and context_len > spec.max_position_embeddings:
         notes.append(f"{spec.name} was trained for at most {spec.max_position_embeddings:,} tokens of context.")
-    if spec.sliding_window and context_len > spec.sliding_window:
-        notes.append(f"sliding window: only the last {spec.sliding_window:,} tokens are cached and attended to.")
+    windowed = spec.layer_kinds().count("sliding")
+    if windowed and context_len > spec.sliding_window:
+        which = ("every layer caches" if windowed == spec.n_layers
+                 else f"{windowed} of its {spec.n_layers} layers cache")
+        notes.append(f"sliding window: {which} and attend{'s' if windowed == spec.n_layers else ''} to only the last "
+                     f"{spec.sliding_window:,} tokens.")
+    rate = (f"{human_duration(step.seconds)} &rarr; <b>{step.tokens_per_second:,.1f} tokens/s</b> in all "
+            f"({step.tokens_per_second / batch_size:,.1f} per sequence)")
+    headline = (f"One step = {rate}." if step.fits else
+                f'<span style="color:#b00"><b>This does not run</b>: it needs {human_bytes(step.memory_needed)} of '
+                f"{human_bytes(hw.memory_bytes)}.</span> Only if it fit would one step take {rate}.")
     notes_html = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return f"""
 <div style="font-family:sans-serif;max-width:760px">
 <p><b>{html.escape(spec.name)}</b> on <b>{html.escape(hw.label)}</b>, {precision}, batch {batch_size},
-{context_len:,} tokens of context. One step = {human_duration(step.seconds)}
-&rarr; <b>{step.tokens_per_second:,.1f} tokens/s</b> in all
-({step.tokens_per_second / batch_size:,.1f} per sequence).</p>
+{context_len:,} tokens of context. {headline}</p>
 <table style="width:100%;border-collapse:collapse">
 <tr><td style="width:150px">memory traffic</td><td>{memory_bar}</td>
 <td style="width:90px;text-align:right">{human_duration(step.t_memory)}</td></tr>

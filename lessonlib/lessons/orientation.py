@@ -1,13 +1,14 @@
 """Lesson 00: the categories of inference optimization, the deployment challenges learners sort into them, and
 a live probe of why token-by-token generation under-uses the hardware.
 
-The answers are not here: they live in the hidden tests of the lesson's notebook.
+The answers to the matching and multiple-choice questions are not here: they live in the hidden tests of the
+lesson's notebook.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.timing import min_time
+from ..core.timing import Timing, busy_machine_note, interleaved_timings
 
 CATEGORIES = {
     "architecture": "Efficient architecture design: change the model's structure so each token needs fewer "
@@ -54,48 +55,83 @@ CHALLENGES = {
                               "attention's cost grows with the square of the document length.",
 }
 
+# Multiple-choice options: alike in length and specificity, each wrong one built on a real misconception
+# (tests/test_orientation.py checks the lengths). The notebook shows them in markdown, the same text.
 PRINCIPLE_OPTIONS = {
-    "A": "Each category belongs to a different stage of a model's life (architecture at pre-training, decoding "
-         "at fine-tuning, systems at deployment); a team uses the one for the stage it is in.",
-    "B": "Inference cost is essentially the parameter count; the categories are three routes to fewer "
-         "parameters.",
-    "C": "The cost has several distinct sources: what the model computes and stores for each token (its "
-         "structure), how many sequential steps generation takes (the decoding procedure), and how well the "
-         "hardware is kept busy (the system). Each category attacks a different source, so their gains "
-         "combine.",
-    "D": "Every method trades accuracy for speed; the categories are ordered by how much accuracy each gives "
-         "up.",
-    "E": "Each category targets a different kind of hardware: architectures for edge devices, decoding for "
-         "CPUs, systems for datacenter GPUs.",
+    "A": "Each category belongs to one stage of a model's life: structure is fixed in pre-training, the decoding "
+         "algorithm in fine-tuning, the serving system at deployment; a team uses the one for its stage.",
+    "B": "Inference cost is set by the parameter count alone: structure, decoding algorithm and serving system "
+         "are three separate routes to running fewer parameters for each generated token.",
+    "C": "Inference cost has separate sources: the work and state each token needs, the number of sequential "
+         "model calls, and how busy the hardware is kept; each category acts on one source, so gains combine.",
+    "D": "Every optimization trades accuracy for speed; the categories differ in how much accuracy they give "
+         "up, from none for serving-system changes to the most for changes to the model's structure.",
+    "E": "Each category suits one kind of hardware: structural changes for memory-poor edge devices, new "
+         "decoding algorithms for CPUs, and serving-system changes for large datacenter GPUs.",
 }
 
 TRADE_OPTIONS = {
-    "A": "It spends extra compute to save memory.",
-    "B": "It spends memory (the cache grows with every token) to avoid recomputing the keys and values of the "
-         "whole prefix at every step.",
-    "C": "It saves both memory and compute, at no cost.",
-    "D": "It gives up some accuracy to save compute.",
+    "A": "It spends extra compute at every step so that the model and its state take less memory.",
+    "B": "It spends memory that grows with every token so that each step computes only the new position.",
+    "C": "It spends memory on the prompt only; each generated token still recomputes the whole prefix.",
+    "D": "It gives up a little accuracy, since stored keys and values go stale as the answer grows.",
 }
 
 
 @dataclass(frozen=True)
 class SequentialVsParallel:
+    """The same tokens through the same blocks, all at once and one at a time, timed in turns."""
     n_tokens: int
-    parallel_seconds: float
-    sequential_seconds: float
+    parallel: Timing
+    sequential: Timing
+    threads: int
+
+    @property
+    def parallel_seconds(self) -> float:
+        return self.parallel.seconds
+
+    @property
+    def sequential_seconds(self) -> float:
+        return self.sequential.seconds
 
     @property
     def slowdown(self) -> float:
         """How many times longer the same tokens take one at a time."""
         return self.sequential_seconds / self.parallel_seconds
 
+    @property
+    def reliable(self) -> bool:
+        return self.parallel.reliable and self.sequential.reliable
 
-def time_sequential_vs_parallel(n_tokens: int = 128, d_model: int = 256, n_layers: int = 4,
-                                repeats: int = 3, seed: int = 0) -> SequentialVsParallel:
+    def summary(self) -> str:
+        """What this run shows, in one paragraph of Markdown: the conclusion follows the numbers, and a
+        measurement that repeated runs did not reproduce gives no conclusion at all."""
+        numbers = (f"All {self.n_tokens} tokens together: **{self.parallel_seconds * 1e3:.1f} ms**. One at a time: "
+                   f"**{self.sequential_seconds * 1e3:.1f} ms** (fastest of {len(self.parallel.samples)} runs "
+                   f"each, on {self.threads} CPU thread{'s' if self.threads != 1 else ''}).")
+        if not self.reliable:
+            return numbers + " " + busy_machine_note("the two orders of the same work",
+                                                     (self.parallel, self.sequential))
+        if self.slowdown >= 1.25:
+            return (numbers + f" One at a time was **{self.slowdown:.1f}x slower** for exactly the same "
+                    "arithmetic.")
+        if self.slowdown <= 0.8:
+            return (numbers + f" On this machine one at a time came out **faster** ({1 / self.slowdown:.1f}x), "
+                    "the opposite of what decoding usually sees: this run does not show the effect described "
+                    "below.")
+        return (numbers + f" The two took about the same time (ratio {self.slowdown:.2f}): this run shows no "
+                "clear cost of going one token at a time.")
+
+
+def time_sequential_vs_parallel(n_tokens: int = 128, d_model: int = 256, n_layers: int = 4, repeats: int = 5,
+                                max_repeats: int = 15, threads: int = 1, seed: int = 0) -> SequentialVsParallel:
     """Push ``n_tokens`` token vectors through the same stack of MLP blocks twice: all at once (how a prompt
-    is processed) and one at a time (how tokens are generated). Same weights, same FLOPs; best of
-    ``repeats`` runs each."""
+    is processed) and one at a time (how tokens are generated). Same weights, same FLOPs, the same number of
+    threads for both; the two are timed in turns, and more rounds are taken while either's fastest run is
+    not reproduced (up to ``max_repeats``)."""
     import torch
+
+    from ..measure.decode import torch_threads
 
     torch.manual_seed(seed)
     blocks = torch.nn.Sequential(*[
@@ -103,7 +139,8 @@ def time_sequential_vs_parallel(n_tokens: int = 128, d_model: int = 256, n_layer
                             torch.nn.Linear(4 * d_model, d_model)) for _ in range(n_layers)])
     tokens = torch.randn(n_tokens, d_model)
 
-    with torch.inference_mode():
-        parallel = min_time(lambda: blocks(tokens), repeats)
-        sequential = min_time(lambda: [blocks(tokens[i:i + 1]) for i in range(n_tokens)], repeats)
-    return SequentialVsParallel(n_tokens, parallel, sequential)
+    with torch.inference_mode(), torch_threads(threads):
+        timings = interleaved_timings({"parallel": lambda: blocks(tokens),
+                                       "sequential": lambda: [blocks(tokens[i:i + 1]) for i in range(n_tokens)]},
+                                      repeats, max_repeats=max_repeats)
+    return SequentialVsParallel(n_tokens, timings["parallel"], timings["sequential"], threads)

@@ -9,7 +9,9 @@ A dense transformer layer sends every token through one MLP. A mixture-of-expert
     y = sum over the chosen experts of gate * expert(x)
 
 Each token runs ``experts_per_token`` experts: its FLOPs grow with that, the parameters in memory with
-``n_experts``.
+``n_experts``. The course's experts are GPT-2 MLPs (GELU, with biases); :func:`moe_mlp` also runs gated
+experts, ``silu(x @ W_gate) * (x @ W_up)`` then the down projection (SwiGLU, as Mixtral's, without biases),
+so it computes the same function as Hugging Face's ``MixtralSparseMoeBlock`` (benchmarks/bench_moe_vs_hf.py).
 
 Dispatch is vectorized: the (token, expert) assignments are sorted by expert and each expert multiplies all
 of its tokens in one matrix product, so the Python loop runs over experts, never over tokens. With a
@@ -78,12 +80,27 @@ def router_z_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 class ExpertWeights(NamedTuple):
-    """An MoE layer's weights as plain tensors (what the cached inference path passes around)."""
-    router: torch.Tensor        # (hidden_size, n_experts)
-    fc_weight: torch.Tensor     # (n_experts, hidden_size, intermediate_size)
-    fc_bias: torch.Tensor       # (n_experts, intermediate_size)
-    proj_weight: torch.Tensor   # (n_experts, intermediate_size, hidden_size)
-    proj_bias: torch.Tensor     # (n_experts, hidden_size)
+    """An MoE layer's weights as plain tensors (what the cached inference path passes around), stored (in, out).
+    Without ``gate_weight`` each expert is a GPT-2 MLP, ``gelu(x @ fc + fc_bias) @ proj + proj_bias``; with it,
+    a gated (SwiGLU) one, ``(silu(x @ gate) * (x @ fc + fc_bias)) @ proj + proj_bias``: ``fc`` is then the up
+    projection (Mixtral's w3, ``gate`` its w1, ``proj`` its w2). A bias of None is no bias."""
+    router: torch.Tensor                        # (hidden_size, n_experts)
+    fc_weight: torch.Tensor                     # (n_experts, hidden_size, intermediate_size)
+    fc_bias: torch.Tensor | None                # (n_experts, intermediate_size)
+    proj_weight: torch.Tensor                   # (n_experts, intermediate_size, hidden_size)
+    proj_bias: torch.Tensor | None              # (n_experts, hidden_size)
+    gate_weight: torch.Tensor | None = None     # (n_experts, hidden_size, intermediate_size): a gated expert
+
+
+def expert(x: torch.Tensor, w: ExpertWeights, e: int) -> torch.Tensor:
+    """Expert ``e`` on its tokens ``x`` (count, hidden_size): its output (count, hidden_size), not yet weighted
+    by the router. Used by both paths of :func:`moe_mlp`, one token or many."""
+    y = x @ w.fc_weight[e] if w.fc_bias is None else torch.addmm(w.fc_bias[e], x, w.fc_weight[e])   # (count, inter.)
+    if w.gate_weight is None:
+        y = F.gelu(y, approximate="tanh")
+    else:
+        y = F.silu(x @ w.gate_weight[e]) * y                                                        # (count, inter.)
+    return y @ w.proj_weight[e] if w.proj_bias is None else torch.addmm(w.proj_bias[e], y, w.proj_weight[e])
 
 
 def capacity(n_tokens: int, k: int, n_experts: int, capacity_factor: float) -> int:
@@ -113,9 +130,8 @@ def moe_mlp(h: torch.Tensor, w: ExpertWeights, experts_per_token: int, renormali
     out = torch.zeros_like(h)                                             # (tokens, hidden_size)
     if n_tokens == 1 and capacity_factor is None:
         # One token (a batch-1 decode step): run its k experts directly, reading only their weights.
-        for gate, e in zip(routing.weights[0], routing.experts[0].tolist()):
-            y = F.gelu(torch.addmm(w.fc_bias[e], h, w.fc_weight[e]), approximate="tanh")   # (1, intermediate)
-            out = out + gate * torch.addmm(w.proj_bias[e], y, w.proj_weight[e])
+        for gate, e in zip(routing.weights[0], routing.experts[0].tolist(), strict=True):
+            out = out + gate * expert(h, w, e)                                   # (1, hidden_size)
         return out, routing, torch.ones_like(routing.experts, dtype=torch.bool)
 
     flat_experts = routing.experts.flatten()                             # (tokens * k,): a = token * k + choice
@@ -133,8 +149,7 @@ def moe_mlp(h: torch.Tensor, w: ExpertWeights, experts_per_token: int, renormali
         chosen = order[start:start + count]                              # (count,) assignments of expert e
         start += count
         tokens = flat_tokens[chosen]
-        y = F.gelu(torch.addmm(w.fc_bias[e], h[tokens], w.fc_weight[e]), approximate="tanh")  # (count, inter.)
-        y = torch.addmm(w.proj_bias[e], y, w.proj_weight[e])                                   # (count, hidden)
+        y = expert(h[tokens], w, e)                                                            # (count, hidden)
         out.index_add_(0, tokens, y * flat_gates[chosen, None])
     return out, routing, kept.view(n_tokens, k)
 

@@ -28,8 +28,9 @@ import torch
 import torch.nn as nn
 
 from ..core.checks import require_sparsity
+from .attention import CausalSelfAttention
 from .corpus import Batch, Split
-from .tinygpt import MLP, Block, CausalSelfAttention, TinyGPT
+from .tinygpt import MLP, Block, TinyGPT
 from .training import History, train
 
 # The linear layers of a block, and the side their weight's input (reduction) dimension is on: weights are

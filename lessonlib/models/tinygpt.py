@@ -1,9 +1,12 @@
 """A small decoder-only transformer with a preallocated KV cache: the course's working model.
 
 GPT-2's architecture (learned positions, pre-LayerNorm blocks, GELU MLP of 4x width, tied embeddings), with
-two additions: ``n_kv_heads`` below ``n_heads`` gives grouped-query attention (1 = multi-query), and
-``n_experts > 1`` makes every MLP a mixture of experts (:mod:`lessonlib.models.moe`). With
-``n_kv_heads == n_heads`` and one expert the parameters map one to one onto Hugging Face's ``GPT2LMHeadModel``.
+the variants the course compares, each a config field: ``n_kv_heads`` below ``n_heads`` gives grouped-query
+attention (1 = multi-query), ``sliding_window`` restricts attention to the last positions (and the cache to a
+ring of that size), ``kv_lora_rank`` caches a low-rank latent instead of keys and values
+(:mod:`lessonlib.models.attention`), and ``n_experts > 1`` makes every MLP a mixture of experts
+(:mod:`lessonlib.models.moe`). With none of them, the parameters map one to one onto Hugging Face's
+``GPT2LMHeadModel``.
 
 Two ways through the same weights:
 
@@ -15,8 +18,9 @@ Two ways through the same weights:
   module, half that): skipping ~40 calls per token cuts a quarter of the step. Tests check both paths give
   the same logits.
 
-The cache is allocated once per request (no concatenation per token), attention is PyTorch's fused
-``scaled_dot_product_attention``, and a decode step does no Python work beyond the layer arithmetic. Run the
+The cache (:mod:`lessonlib.models.kv_cache`) is allocated once per request (no concatenation per token) and
+owns its layout, attention is PyTorch's fused ``scaled_dot_product_attention``, and a decode step does no
+Python work beyond the layer arithmetic. Run the
 cached path under ``torch.inference_mode()`` (``generate`` does). Shapes in comments: B batch, T new
 positions, S positions attended (cached + new), C hidden size, H query heads, G key/value heads, D head_dim.
 
@@ -39,6 +43,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import decoding
+from .attention import (
+    AttentionShape,
+    AttentionWeights,
+    CausalSelfAttention,
+    LatentAttentionWeights,
+    LatentSelfAttention,
+    Linear,
+    grouped_query_attention,
+    latent_attention,
+    linear,
+)
+from .kv_cache import KVCache, new_cache
 from .moe import ExpertWeights, MoEMLP, MoEStats, check_settings, moe_mlp
 
 
@@ -58,6 +74,8 @@ class TinyGPTConfig:
     experts_per_token: int = 1     # experts each token runs (top-k)
     renormalize_gates: bool | None = None   # None: experts_per_token > 1 (Mixtral); top-1 keeps raw gates (Switch)
     capacity_factor: float | None = None    # None: no limit on the tokens an expert takes
+    sliding_window: int | None = None       # each position attends to the last sliding_window (itself included)
+    kv_lora_rank: int | None = None         # latent attention: cache a latent of this many values per position
 
     def __post_init__(self):
         if self.n_kv_heads is None:
@@ -82,6 +100,12 @@ class TinyGPTConfig:
                              "use bias=True or a dense model (n_experts=1)")
         if self.renormalize_gates is None:
             self.renormalize_gates = self.experts_per_token > 1
+        for name in ("sliding_window", "kv_lora_rank"):
+            if getattr(self, name) is not None:
+                _require_positive(name, getattr(self, name))
+        if self.sliding_window and self.kv_lora_rank:
+            raise ValueError("latent attention with a sliding window is not a variant the course builds: set "
+                             "sliding_window or kv_lora_rank, not both")
 
     @property
     def is_moe(self) -> bool:
@@ -89,6 +113,9 @@ class TinyGPTConfig:
 
     def to_hf_config(self) -> dict:
         """A Hugging Face GPT-2 ``config.json`` dict of the same model (multi-head attention only)."""
+        if self.sliding_window or self.kv_lora_rank:
+            raise ValueError("GPT-2 attends to every position with full keys and values: a sliding-window or "
+                             "latent-attention model does not map onto it")
         if self.is_moe:
             raise ValueError("GPT-2 has no mixture-of-experts MLP: an MoE model does not map onto it")
         if self.n_kv_heads != self.n_heads:
@@ -117,42 +144,6 @@ class LMOutput(NamedTuple):
 
 
 # -- the modules (training, scoring, uncached decoding) --------------------------------------------------
-class Linear(nn.Module):
-    """``x @ weight + bias`` with the weight stored (in, out), as GPT-2 stores it. For a single token (a
-    one-row input, every decode step) this is markedly faster on CPU than ``nn.Linear``'s ``x @ weight.T``:
-    the kernel walks the contiguous weight row by row."""
-
-    def __init__(self, n_in: int, n_out: int, bias: bool = True):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(n_in, n_out))
-        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1])                                               # (rows, n_in)
-        out = flat @ self.weight if self.bias is None else torch.addmm(self.bias, flat, self.weight)
-        return out.view(*x.shape[:-1], out.shape[-1])                                   # (..., n_out)
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, config: TinyGPTConfig):
-        super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        self.c_attn = Linear(config.hidden_size, (config.n_heads + 2 * config.n_kv_heads) * config.head_dim,
-                             bias=config.bias)  # q, k and v in one product
-        self.c_proj = Linear(config.n_heads * config.head_dim, config.hidden_size, bias=config.bias)
-        self.attn_dropout = config.dropout  # on the attention weights, inside the fused kernel
-        self.resid_dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, steps, _ = x.shape                                                        # x: (B, T, C)
-        heads = self.c_attn(x).view(batch, steps, -1, self.head_dim).transpose(1, 2)    # (B, H + 2G, T, D)
-        q, k, v = heads.split((self.n_heads, self.n_kv_heads, self.n_kv_heads), dim=1)  # (B, H, T, D), (B, G, T, D) x2
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_kv_heads != self.n_heads,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(batch, steps, -1)                                  # (B, T, H * D)
-        return self.resid_dropout(self.c_proj(y))                                        # (B, T, C)
-
-
 class MLP(nn.Module):
     def __init__(self, config: TinyGPTConfig):
         super().__init__()
@@ -169,7 +160,7 @@ class Block(nn.Module):
     def __init__(self, config: TinyGPTConfig):
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.hidden_size, bias=config.bias)
-        self.attn = CausalSelfAttention(config)
+        self.attn = LatentSelfAttention(config) if config.kv_lora_rank else CausalSelfAttention(config)
         self.ln_2 = nn.LayerNorm(config.hidden_size, bias=config.bias)
         if config.is_moe:
             self.mlp = MoEMLP(config.hidden_size, config.intermediate_size, config.n_experts,
@@ -235,10 +226,15 @@ class TinyGPT(nn.Module):
 
     # -- cached inference ------------------------------------------------------------------------------------
     def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
-        """The state of one request: room for ``max_len`` positions (default: the whole position table) of
-        keys and values, and the weights as plain tensors. Make a new one after replacing any of the model's
-        modules."""
-        return KVCache(self, batch_size, max_len or self.config.max_position_embeddings)
+        """The state of one request: room for ``max_len`` positions (default: the whole position table) in the
+        layout this model's attention needs. Make a new one after replacing any of the model's modules."""
+        max_len = max_len or self.config.max_position_embeddings
+        if max_len > self.config.max_position_embeddings:
+            raise ValueError(f"a cache of {max_len} positions is longer than the position table "
+                             f"(max_position_embeddings {self.config.max_position_embeddings})")
+        cache = new_cache(self.config, batch_size, max_len, self.wte.weight)
+        cache.weights = ModelWeights.of(self)
+        return cache
 
     def prefill(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """Process the prompts ``idx`` (B, T) into an empty cache; returns the logits of the next token
@@ -260,32 +256,31 @@ class TinyGPT(nn.Module):
         return cached_forward(idx, cache, every_position=True)
 
     def generate(self, idx: torch.Tensor, max_new_tokens: int, use_cache: bool = True, temperature: float = 0.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+                 top_k: int | None = None, generator: torch.Generator | None = None,
+                 top_p: float | None = None) -> torch.Tensor:
         """Continue each prompt of ``idx`` (B, T; equal lengths) by ``max_new_tokens`` tokens; see
         :func:`lessonlib.models.decoding.generate`. Returns (B, T + max_new_tokens)."""
-        return decoding.generate(self, idx, max_new_tokens, use_cache, temperature, top_k, generator)
+        return decoding.generate(self, idx, max_new_tokens, use_cache, temperature, top_k, generator, top_p)
 
 
-# -- the KV cache and the cached forward pass ----------------------------------------------------------------
+# -- the cached forward pass ----------------------------------------------------------------------------------
 class LayerWeights(NamedTuple):
     """One block's weights as plain tensors, in the order the cached forward pass uses them."""
     ln_1_weight: torch.Tensor
-    ln_1_bias: torch.Tensor
-    attn_weight: torch.Tensor     # (C, (H + 2G) D): q, k, v in one product
-    attn_bias: torch.Tensor
-    attn_proj_weight: torch.Tensor   # (H D, C)
-    attn_proj_bias: torch.Tensor
+    ln_1_bias: torch.Tensor | None
+    attention: AttentionWeights | LatentAttentionWeights
     ln_2_weight: torch.Tensor
-    ln_2_bias: torch.Tensor
-    fc_weight: torch.Tensor       # (C, intermediate_size)
-    fc_bias: torch.Tensor
-    mlp_proj_weight: torch.Tensor  # (intermediate_size, C)
-    mlp_proj_bias: torch.Tensor
-    experts: ExpertWeights | None = None   # an MoE block: its experts (and the four MLP fields above are None)
+    ln_2_bias: torch.Tensor | None
+    fc_weight: torch.Tensor | None       # (C, intermediate_size); None in an MoE block
+    fc_bias: torch.Tensor | None
+    mlp_proj_weight: torch.Tensor | None  # (intermediate_size, C)
+    mlp_proj_bias: torch.Tensor | None
+    experts: ExpertWeights | None = None   # an MoE block: its experts
 
     @classmethod
     def of(cls, block: Block, index: int) -> LayerWeights:
-        expected = {"block": (block, (Block,)), "attn": (getattr(block, "attn", None), (CausalSelfAttention,)),
+        expected = {"block": (block, (Block,)),
+                    "attn": (getattr(block, "attn", None), (CausalSelfAttention, LatentSelfAttention)),
                     "mlp": (getattr(block, "mlp", None), (MLP, MoEMLP))}
         for part, (module, kinds) in expected.items():
             if type(module) not in kinds:
@@ -293,82 +288,49 @@ class LayerWeights(NamedTuple):
                                 f"{' or '.join(k.__name__ for k in kinds)}: the cached path runs TinyGPT's own "
                                 "modules only; generate with use_cache=False, or give the new module a cached "
                                 "path of its own")
-        layers = (block.ln_1, block.attn.c_attn, block.attn.c_proj, block.ln_2)
-        tensors = []
-        for layer in layers:
-            tensors += [layer.weight, bias_or_zeros(layer)]
+        norms = (block.ln_1.weight, block.ln_1.bias, block.attn.weights(), block.ln_2.weight, block.ln_2.bias)
         if isinstance(block.mlp, MoEMLP):
-            return cls(*tensors, None, None, None, None, experts=block.mlp.weights())
-        for layer in (block.mlp.c_fc, block.mlp.c_proj):
-            tensors += [layer.weight, bias_or_zeros(layer)]
-        return cls(*tensors)
+            return cls(*norms, None, None, None, None, experts=block.mlp.weights())
+        mlp = block.mlp
+        return cls(*norms, mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias)
 
 
-def bias_or_zeros(layer: nn.Module) -> torch.Tensor:
-    """A layer's bias, or zeros for a model built with ``bias=False`` (one code path for both)."""
-    if layer.bias is not None:
-        return layer.bias
-    return torch.zeros(layer.weight.shape[-1], dtype=layer.weight.dtype, device=layer.weight.device)
+class ModelWeights(NamedTuple):
+    """The whole model's weights as plain tensors (the parameters themselves, not copies: training or pruning
+    them in place shows here too)."""
+    wte: torch.Tensor
+    wpe: torch.Tensor
+    ln_f: tuple[torch.Tensor, torch.Tensor | None]
+    layers: list[LayerWeights]
 
-
-class KVCache:
-    """The state of one request: keys and values of every layer, allocated once for ``max_len`` positions
-    (``length`` of them filled), and the model's weights as plain tensors for :func:`cached_forward`."""
-
-    def __init__(self, model: TinyGPT, batch_size: int, max_len: int):
-        config, param = model.config, model.wte.weight
-        if max_len > config.max_position_embeddings:
-            raise ValueError(f"a cache of {max_len} positions is longer than the position table "
-                             f"(max_position_embeddings {config.max_position_embeddings})")
-        self.config = config
-        shape = (batch_size, config.n_kv_heads, max_len, config.head_dim)       # (B, G, max_len, D)
-        self.keys = [param.new_empty(shape) for _ in range(config.n_layers)]
-        self.values = [param.new_empty(shape) for _ in range(config.n_layers)]
-        self.length = 0
-        self.max_len = max_len
-        # The parameters themselves (not copies): training or pruning them in place shows here too.
-        self.wte, self.wpe = model.wte.weight, model.wpe.weight
-        self.ln_f = (model.ln_f.weight, bias_or_zeros(model.ln_f))
-        self.layers = [LayerWeights.of(block, i) for i, block in enumerate(model.h)]
-
-    def nbytes(self) -> int:
-        """Bytes of keys and values (the whole preallocated cache)."""
-        return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+    @classmethod
+    def of(cls, model: TinyGPT) -> ModelWeights:
+        return cls(model.wte.weight, model.wpe.weight, (model.ln_f.weight, model.ln_f.bias),
+                   [LayerWeights.of(block, i) for i, block in enumerate(model.h)])
 
 
 def cached_forward(idx: torch.Tensor, cache: KVCache, every_position: bool = False) -> torch.Tensor:
-    """``TinyGPT.forward`` for tokens ``idx`` (B, T) at positions ``cache.length`` onwards, reading the earlier
-    positions' keys and values from the cache and writing these ones into it. Returns the logits of the token
-    after the last one (B, vocab), or after each one (B, T, vocab) if ``every_position``. The hidden state
-    stays (B * T, C): one matrix product per weight."""
-    config = cache.config
+    """``TinyGPT.forward`` for tokens ``idx`` (B, T) at positions ``cache.length`` onwards: each layer's
+    attention writes these positions into its store of the cache and reads what they attend to. Returns the
+    logits of the token after the last one (B, vocab), or after each one (B, T, vocab) if ``every_position``.
+    The hidden state stays (B * T, C): one matrix product per weight."""
+    config, weights = cache.config, cache.weights
     batch, steps = idx.shape
     start = cache.length
     end = start + steps
     if end > cache.max_len:
         raise ValueError(f"the cache is full: {start} + {steps} positions exceed its {cache.max_len}")
-    hidden, head_dim = config.hidden_size, config.head_dim
-    heads = (config.n_heads, config.n_kv_heads, config.n_kv_heads)
-    gqa = config.n_kv_heads != config.n_heads
-    # One new token attends to every cached position: no mask. Several new tokens each attend to the cache
-    # and to the new tokens up to themselves: the causal mask, shifted right by the cached length.
-    causal = steps > 1 and start == 0
-    mask = torch.ones(steps, end, dtype=torch.bool, device=idx.device).tril(start) if steps > 1 and start else None
-    x = (F.embedding(idx, cache.wte) + cache.wpe[start:end]).view(batch * steps, hidden)      # (B T, C)
-    for w, keys, values in zip(cache.layers, cache.keys, cache.values, strict=True):
+    hidden = config.hidden_size
+    shape = AttentionShape(config.n_heads, config.n_kv_heads, config.head_dim, config.sliding_window)
+    attention = latent_attention if config.kv_lora_rank else grouped_query_attention
+    x = (F.embedding(idx, weights.wte) + weights.wpe[start:end]).view(batch * steps, hidden)  # (B T, C)
+    for w, store in zip(weights.layers, cache.layers, strict=True):
         h = F.layer_norm(x, (hidden,), w.ln_1_weight, w.ln_1_bias)
-        qkv = torch.addmm(w.attn_bias, h, w.attn_weight).view(batch, steps, -1, head_dim).transpose(1, 2)
-        q, k, v = qkv.split(heads, dim=1)                          # (B, H, T, D), (B, G, T, D), (B, G, T, D)
-        keys[:, :, start:end] = k
-        values[:, :, start:end] = v
-        y = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask,
-                                           is_causal=causal, enable_gqa=gqa)                # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(batch * steps, -1)                                     # (B T, H D)
-        x = x + torch.addmm(w.attn_proj_bias, y, w.attn_proj_weight)                         # (B T, C)
+        x = x + attention(h, w.attention, shape, batch, steps, start, store)                 # (B T, C)
         h = F.layer_norm(x, (hidden,), w.ln_2_weight, w.ln_2_bias)
         if w.experts is None:
-            h = F.gelu(torch.addmm(w.fc_bias, h, w.fc_weight), approximate="tanh")          # (B T, inter.)
-            x = x + torch.addmm(w.mlp_proj_bias, h, w.mlp_proj_weight)
+            h = F.gelu(linear(h, w.fc_weight, w.fc_bias), approximate="tanh")               # (B T, inter.)
+            x = x + linear(h, w.mlp_proj_weight, w.mlp_proj_bias)
         else:
             x = x + moe_mlp(h, w.experts, config.experts_per_token, config.renormalize_gates,
                             config.capacity_factor)[0]
@@ -377,7 +339,7 @@ def cached_forward(idx: torch.Tensor, cache: KVCache, every_position: bool = Fal
         x = x.view(batch, steps, hidden)                                                     # (B, T, C)
     elif steps > 1:
         x = x.view(batch, steps, hidden)[:, -1]                                              # (B, C)
-    return F.linear(F.layer_norm(x, (hidden,), *cache.ln_f), cache.wte)                     # (..., vocab)
+    return F.linear(F.layer_norm(x, (hidden,), *weights.ln_f), weights.wte)                 # (..., vocab)
 
 
 def hf_gpt2_state_dict(model: TinyGPT) -> dict[str, torch.Tensor]:

@@ -82,6 +82,22 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size=1, bytes_
 '''},
         "expect": {"q3_kv_tests": 0},
     },
+    "q3_kv_reference_reached_through_a_helper": {
+        "replace": {"q3_kv_answer": '''
+from lessonlib.costs.spec import ModelSpec
+
+
+def _cache_of(n_layers, n_kv_heads, head_dim):
+    return ModelSpec(name="x", model_type="llama", vocab_size=1, hidden_size=n_kv_heads * head_dim,
+                     n_layers=n_layers, n_heads=n_kv_heads, n_kv_heads=n_kv_heads, head_dim=head_dim,
+                     intermediate_size=1)
+
+
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size=1, bytes_per_value=2):
+    return _cache_of(n_layers, n_kv_heads, head_dim).kv_cache_bytes(seq_len, batch_size, bytes_per_value)
+'''},
+        "expect": {"q3_kv_tests": 0},
+    },
     # Exercise 3b: FLOPs saved by the cache.
     "q3_flops_counts_the_new_token_as_saved": {
         "replace": {"q3_flops_answer": '''
@@ -104,10 +120,26 @@ def flops_saved_by_kv_cache(n_params, prefix_len):
 '''},
         "expect": {"q3_flops_tests": 0},
     },
+    "q3_flops_reference_answer_through_a_helper": {
+        "replace": {"q3_flops_answer": '''
+from lessonlib.lessons import references as notes
+
+
+def _saved(n, p):
+    return notes.flops_saved_by_kv_cache(n, p)
+
+
+def flops_saved_by_kv_cache(n_params, prefix_len):
+    return _saved(n_params, prefix_len)
+'''},
+        "expect": {"q3_flops_tests": 0},
+    },
     # Exercise 3c: what the cache trades.
     "q3_trade_compute_for_memory": {"replace": {"q3_trade_answer": 'q3_trade = "A"'},
                                     "expect": {"q3_trade_tests": 0}},
     "q3_trade_free_lunch": {"replace": {"q3_trade_answer": 'q3_trade = "C"'}, "expect": {"q3_trade_tests": 0}},
+    "q3_trade_stale_cache": {"replace": {"q3_trade_answer": 'q3_trade = "D"'}, "expect": {"q3_trade_tests": 0}},
+    "q2_stages_of_life": {"replace": {"q2_answer": 'q2_answer = "A"'}, "expect": {"q2_tests": 0}},
 }
 
 RIGHT = {
@@ -137,6 +169,57 @@ def flops_saved_by_kv_cache(n_params, prefix_len):
     return total
 ''',
             "q3_trade_answer": "q3_trade = 'b'",
+        },
+        "expect": {},
+    },
+    # Right answers that print, warn, log and write to stderr while they work: no points lost anywhere (the
+    # logging handler is configured in an answer cell, before the test cell runs; human_bytes is lessonlib's
+    # display helper, which the instructions allow).
+    "noisy_but_right": {
+        "replace": {
+            "q1_answer": '''
+import warnings
+
+pairs = [("weights_too_big", "memory"), ("one_token_at_a_time", "decoding"), ("idle_gpu", "system"),
+         ("kv_cache_grows", "memory"), ("easy_queries", "cascade"), ("too_many_flops", "architecture"),
+         ("kernel_overhead", "system"), ("long_context_attention", "architecture")]
+q1_answers = {}
+for challenge, category in pairs:
+    q1_answers[challenge] = category
+print(q1_answers)
+warnings.warn("double-check these before submitting")
+''',
+            "q2_answer": 'q2_answer = "(c)"',
+            "q3_kv_answer": '''
+import os
+
+import numpy as np
+
+from lessonlib.core.units import human_bytes
+
+
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size=1, bytes_per_value=2):
+    total = np.prod([2, n_layers, n_kv_heads, head_dim, seq_len, batch_size, bytes_per_value], dtype=np.int64)
+    print("KV cache:", human_bytes(float(total)))
+    os.write(2, b"kv_cache_bytes was called\\n")
+    return total
+''',
+            "q3_flops_answer": '''
+import logging
+import sys
+import warnings
+
+logging.basicConfig(level=logging.INFO)
+log = logging.getLogger("exercise3b")
+
+
+def flops_saved_by_kv_cache(n_params, prefix_len):
+    log.info("prefix of %s tokens", prefix_len)
+    print("computing", file=sys.stderr)
+    warnings.warn("FLOPs are approximate", UserWarning)
+    return 2 * n_params * prefix_len
+''',
+            "q3_trade_answer": "q3_trade = 'B'",
         },
         "expect": {},
     },

@@ -70,6 +70,18 @@ from lessonlib.costs.spec import ModelSpec
 def count_params(config):
     return ModelSpec.from_hf_config({"model_type": "llama", **config}).n_params()
 '''}, "expect": {"q1_tests": 0}},
+    "q1_reference_answer_through_a_helper": {
+        "replace": {"q1_answer": '''
+from lessonlib.lessons import references
+
+
+def _count(c):
+    return references.count_params(c)
+
+
+def count_params(config):
+    return _count(config)
+'''}, "expect": {"q1_tests": 0}},
     # Exercise 2a: KV cache of a conversation.
     "q2_kv_forgets_keys_or_values": {
         "replace": {"q2_kv_answer": '''
@@ -109,6 +121,19 @@ def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per
 def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per_param=2):
     return int((device_bytes - n_params * bytes_per_param) // kv_bytes_per_sequence)
 '''}, "expect": {"q2_batch_tests": 1.5}},
+    "q2_batch_cost_model_through_a_helper": {
+        "replace": {"q2_batch_answer": '''
+from lessonlib.costs import memory
+
+
+def _room(free, per_sequence):
+    fit = memory.MemoryFit({"KV cache": per_sequence}, free)
+    return int(free // per_sequence) if fit.fits else 0
+
+
+def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per_param=2):
+    return max(0, _room(device_bytes - n_params * bytes_per_param, kv_bytes_per_sequence))
+'''}, "expect": {"q2_batch_tests": 0}},
     # Exercise 3: intensity and the bound.
     "q3_decode_ignores_the_kv_cache": {
         "replace": {"q3_answer": intensity_with(decode="2 * batch_size / bytes_per_param")},
@@ -122,6 +147,16 @@ def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per
     "q3_bound_reversed": {
         "replace": {"q3_answer": intensity_with(bound="intensity > peak_flops / bandwidth")},
         "expect": {"q3_tests": 3}},
+    "q3_memory_bound_at_the_ridge_point": {
+        "replace": {"q3_answer": intensity_with(bound="intensity <= peak_flops / bandwidth")},
+        "expect": {"q3_tests": 3}},
+    "q3_bound_from_the_reference_through_a_helper": {
+        "replace": {"q3_answer": intensity_with(bound="_bound(intensity, peak_flops, bandwidth)")
+                    + '''
+
+from lessonlib.lessons.references import is_memory_bound as _bound
+'''},
+        "expect": {"q3_tests": 0}},
     # Exercise 4a: decode latency.
     "q4_latency_adds_memory_and_compute_time": {
         "replace": {"q4_latency_answer": '''
@@ -133,6 +168,21 @@ def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
 def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
     return n_params * bytes_per_param / bandwidth
 '''}, "expect": {"q4_latency_tests": 1}},
+    "q4_latency_from_the_roofline_through_a_helper": {
+        "replace": {"q4_latency_answer": '''
+from lessonlib.costs.hardware import HardwareSpec
+
+
+def _ridge(bandwidth, peak_flops):
+    return HardwareSpec("x", "x", "x", {"bf16": peak_flops}, bandwidth, 1.0).ridge_point("bf16")
+
+
+def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
+    intensity = 2 / bytes_per_param
+    if intensity < _ridge(bandwidth, peak_flops):
+        return n_params * bytes_per_param / bandwidth
+    return 2 * n_params / peak_flops
+'''}, "expect": {"q4_latency_tests": 0}},
     # Exercise 4b/4c: two devices.
     "q4_devices_edge_is_compute_bound": {
         "replace": {"q4_numbers_answer": NUMBERS.format(bytes=2, limit="B")}, "expect": {"q4_devices_tests": 1},
@@ -182,6 +232,77 @@ def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
     return memory_time if memory_time > compute_time else compute_time
 ''',
             "q4_numbers_answer": NUMBERS.format(bytes=2, limit="a"),
+        },
+        "expect": {},
+    },
+    # Right answers that print, warn, log and write to stderr, use NumPy (a NumPy boolean from is_memory_bound)
+    # and lessonlib's display helper human_bytes, which the instructions allow.
+    "noisy_but_right": {
+        "replace": {
+            "q1_answer": '''
+import logging
+
+from lessonlib.core.units import human_bytes
+
+logging.basicConfig(level=logging.DEBUG)
+
+
+def count_params(config):
+    d, h = config["hidden_size"], config["num_attention_heads"]
+    kv = config.get("num_key_value_heads", h)
+    hd = config.get("head_dim", d // h)
+    total = config["vocab_size"] * d * (1 if config.get("tie_word_embeddings") else 2) + d
+    for _ in range(config["num_hidden_layers"]):
+        total += 2 * d * h * hd + 2 * d * kv * hd + 3 * d * config["intermediate_size"] + 2 * d
+    logging.info("%s parameters, %s in bf16", total, human_bytes(2 * total))
+    return total
+''',
+            "q2_kv_answer": '''
+import sys
+
+
+def conversation_kv_bytes(config, n_tokens, bytes_per_value=2):
+    h = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or h
+    head_dim = config.get("head_dim") or config["hidden_size"] // h
+    print(f"{kv_heads} KV heads of {head_dim}", file=sys.stderr)
+    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * n_tokens * bytes_per_value
+''',
+            "q2_batch_answer": '''
+import numpy as np
+
+
+def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per_param=2):
+    free = np.float64(device_bytes) - np.float64(n_params) * bytes_per_param
+    return int(max(np.floor(free / kv_bytes_per_sequence), 0))
+''',
+            "q3_answer": '''
+import numpy as np
+
+
+def decode_intensity(n_params, batch_size, context_len, kv_bytes_per_token, bytes_per_param=2):
+    flops = np.float64(2) * n_params * batch_size
+    return flops / (np.float64(n_params) * bytes_per_param + batch_size * context_len * kv_bytes_per_token)
+
+
+def prefill_intensity(n_params, n_tokens, bytes_per_param=2):
+    return np.float64(2 * n_tokens) / bytes_per_param
+
+
+def is_memory_bound(intensity, peak_flops, bandwidth):
+    return np.float64(intensity) < np.float64(peak_flops) / np.float64(bandwidth)   # a NumPy boolean
+''',
+            "q4_latency_answer": '''
+import os
+import warnings
+
+
+def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
+    os.write(2, b"decode_latency\\n")
+    warnings.warn("the roofline ignores the KV cache here", RuntimeWarning)
+    return max(n_params * bytes_per_param / bandwidth, 2 * n_params / peak_flops)
+''',
+            "q4_numbers_answer": NUMBERS.format(bytes=2, limit=" a) "),
         },
         "expect": {},
     },

@@ -1,0 +1,81 @@
+"""Using the learner's answers in the cells after an exercise.
+
+What an exercise builds feeds what follows. While it is unanswered (or fails on the example the notebook
+needs), the notebook goes on with the course's reference and says so where the learner will see it, instead
+of stopping with a traceback:
+
+    kv_bytes = yours_or_reference("kv_cache_bytes", globals(), references.kv_cache_bytes, "Exercise 3a",
+                                  example=(32, 32, 128, 4096))
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from typing import Any, Callable, Mapping
+
+
+def _show(markdown: str) -> None:
+    try:
+        from IPython.display import Markdown, display
+    except ImportError:  # outside Jupyter
+        print(markdown)
+        return
+    display(Markdown(markdown))
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        if isinstance(b, bool) or isinstance(a, bool):
+            return bool(a) == bool(b)
+        return math.isclose(float(a), float(b), rel_tol=1e-6)
+    except (TypeError, ValueError):
+        return a == b
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        return isinstance(value, bool)
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def yours_or_reference(name: str, namespace: Mapping[str, Any], reference: Callable, exercise: str,
+                       example: tuple = (), quiet: bool = False) -> Callable:
+    """The learner's function ``name`` from ``namespace`` (a notebook's ``globals()``) when it runs on
+    ``example`` and returns a usable result (a finite number where the reference returns a number); otherwise
+    ``reference``. Either way a one-line note says which is used, and when the learner's
+    result on ``example`` differs from the reference's, that the numbers that follow are theirs."""
+    yours = namespace.get(name)
+    problem = ""
+    result = None
+    if not callable(yours):
+        problem = f"`{name}` is not defined yet (run its answer cell)"
+    else:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:
+                result = yours(*example)
+            except NotImplementedError:
+                problem = f"`{name}` is not answered yet"
+            except Exception as error:  # noqa: BLE001 - any failure of the learner's code: say it, go on
+                problem = f"`{name}` fails here ({type(error).__name__}: {error})"
+    expected = reference(*example)
+    if not problem and _is_number(expected) and not _is_number(result):
+        problem = f"`{name}` returns {type(result).__name__} {result!r:.60}, not a number"
+    if problem:
+        _show(f"⚠️ **{exercise}**: {problem}. The cells below use the course's reference `{name}` instead; "
+              f"run them again once your answer works.")
+        return reference
+    if not quiet:
+        if _same(result, expected):
+            _show(f"✔ Using **your** `{name}` from {exercise}.")
+        else:
+            _show(f"⚠️ Using **your** `{name}` from {exercise}, which does not agree with the reference on the "
+                  f"example this cell needs: the numbers below follow your function (the test cell under "
+                  f"{exercise} says what to fix).")
+    return yours

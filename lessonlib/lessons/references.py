@@ -1,0 +1,68 @@
+"""Reference answers to the coding exercises of lessons 00 and 01.
+
+A notebook falls back on these while an exercise is unanswered, so that the cells after it still run (and say
+so): see :func:`lessonlib.course.answers.yours_or_reference`. They are the worked solutions, in the open like
+``solutions/``; an answer that calls them (or lessonlib's cost model) scores 0 for its exercise.
+"""
+from __future__ import annotations
+
+# -- lesson 00 ----------------------------------------------------------------------------------------------
+
+
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch_size=1, bytes_per_value=2):
+    """Exercise 00-3a: one key and one value vector per layer, KV head and token, for every sequence."""
+    return 2 * n_layers * n_kv_heads * head_dim * seq_len * batch_size * bytes_per_value
+
+
+def flops_saved_by_kv_cache(n_params, prefix_len):
+    """Exercise 00-3b: without a cache the prefix's ``prefix_len`` positions are run again, 2 FLOPs per
+    parameter each."""
+    return 2 * n_params * prefix_len
+
+
+# -- lesson 01 ----------------------------------------------------------------------------------------------
+
+
+def count_params(config):
+    """Exercise 01-1: parameters of a Llama-family config (no biases)."""
+    d, heads = config["hidden_size"], config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or d // heads
+    per_layer = 2 * d * heads * head_dim + 2 * d * kv_heads * head_dim + 3 * d * config["intermediate_size"] + 2 * d
+    tables = 1 if config.get("tie_word_embeddings", False) else 2
+    return tables * config["vocab_size"] * d + config["num_hidden_layers"] * per_layer + d
+
+
+def conversation_kv_bytes(config, n_tokens, bytes_per_value=2):
+    """Exercise 01-2a: KV-cache bytes of one conversation."""
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    return 2 * config["num_hidden_layers"] * kv_heads * head_dim * n_tokens * bytes_per_value
+
+
+def max_batch_that_fits(n_params, kv_bytes_per_sequence, device_bytes, bytes_per_param=2):
+    """Exercise 01-2b: whole sequences whose caches fit next to the weights; 0 when the weights alone fill or
+    exceed the device."""
+    free = device_bytes - n_params * bytes_per_param
+    return max(0, int(free // kv_bytes_per_sequence))
+
+
+def decode_intensity(n_params, batch_size, context_len, kv_bytes_per_token, bytes_per_param=2):
+    """Exercise 01-3a: FLOPs per byte of one decode step (weights once, every sequence's cache)."""
+    return 2 * n_params * batch_size / (n_params * bytes_per_param + batch_size * context_len * kv_bytes_per_token)
+
+
+def prefill_intensity(n_params, n_tokens, bytes_per_param=2):
+    """Exercise 01-3b: FLOPs per byte of a prefill pass, the weights as the only bytes moved."""
+    return 2 * n_tokens / bytes_per_param
+
+
+def is_memory_bound(intensity, peak_flops, bandwidth):
+    """Exercise 01-3c: below the ridge point; exactly at it, not memory-bound."""
+    return bool(intensity < peak_flops / bandwidth)
+
+
+def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
+    """Exercise 01-4a: the roofline's batch-1 decode step, weights only."""
+    return max(n_params * bytes_per_param / bandwidth, 2 * n_params / peak_flops)

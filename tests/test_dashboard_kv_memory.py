@@ -1,0 +1,64 @@
+"""Lesson 02's KV-memory dashboard and the attention modifications it applies to real models."""
+import pytest
+
+from lessonlib.costs import variants
+from lessonlib.costs.memory import largest_batch, memory_breakdown
+from lessonlib.costs.presets import model_preset, model_preset_names
+from lessonlib.dashboards.kv_memory import kv_memory_dashboard, kv_memory_report, value_choices
+
+LLAMA2 = model_preset("llama-2-7b")
+
+
+def test_modifications_change_the_cache_as_their_structure_says():
+    gqa, mqa = variants.with_kv_heads(LLAMA2, 8), variants.with_kv_heads(LLAMA2, 1)
+    per_token = LLAMA2.kv_cache_bytes_per_token()
+    assert gqa.kv_cache_bytes_per_token() * 4 == per_token == mqa.kv_cache_bytes_per_token() * 32
+    window = variants.with_window(LLAMA2, 1024)
+    assert window.kv_cache_bytes(8192) == LLAMA2.kv_cache_bytes(1024) and window.n_params() == LLAMA2.n_params()
+    latent = variants.with_latent_kv(LLAMA2, 512)
+    assert latent.kv_cache_bytes_per_token() == 32 * (512 + 64) * 2
+    assert gqa.n_params() < LLAMA2.n_params() and latent.n_params() < LLAMA2.n_params()
+    assert variants.apply(LLAMA2, "as built") is LLAMA2
+    with pytest.raises(ValueError, match="must divide the 32 query heads"):
+        variants.with_kv_heads(LLAMA2, 5)
+    with pytest.raises(ValueError, match="already caches a latent"):
+        variants.with_kv_heads(model_preset("deepseek-v3"), 8)
+
+
+@pytest.mark.parametrize("model", ["llama-2-7b", "mistral-7b", "gemma-2b", "gpt2"])
+def test_largest_batch_fits_and_one_more_does_not(model):
+    spec = model_preset(model)
+    batch = largest_batch(spec, 80e9, "bf16", 4096)
+    assert batch > 0
+    need = lambda b: sum(memory_breakdown(spec, "bf16", 4096, b).values())  # noqa: E731
+    assert need(batch) <= 80e9 < need(batch + 1)
+    assert largest_batch(model_preset("deepseek-v3"), 80e9, "bf16", 4096) == 0
+
+
+@pytest.mark.parametrize("kind", variants.KINDS)
+def test_report_for_every_modification_and_model(kind):
+    for model in model_preset_names():
+        spec = model_preset(model)
+        if spec.latent_attention:
+            continue
+        choices = value_choices(spec, kind) or [None]
+        html, png = kv_memory_report(model, kind, choices[-1], "a100-80gb", "bf16", 8192)
+        assert "largest batch" in html and png[:4] == b"\x89PNG", (model, kind)
+
+
+def test_bad_settings_give_a_message_not_a_traceback():
+    html, png = kv_memory_report("llama-2-7b", "grouped-query", 5)
+    assert "Cannot evaluate" in html and "divide" in html and png is None
+    html, png = kv_memory_report("no-such-model", "latent", 512)
+    assert "Cannot evaluate" in html and png is None
+    html, _ = kv_memory_report("llama-2-70b", "as built", None, "raspberry-pi-5", "bf16", 131072)
+    assert "do not fit" in html
+
+
+def test_the_widget_builds_and_answers():
+    box = kv_memory_dashboard()
+    report = box.children[-1].children[0]
+    assert "Llama-2-7B" in report.value
+    kind = box.children[1]
+    kind.value = "latent"
+    assert "latent" in report.value
