@@ -1,6 +1,8 @@
 """The course's grading machinery, from one test cell to a whole class.
 
 grading          the helper every nbgrader test cell calls (named checks, PASS/FAIL lines, partial credit)
+answers          the learner's answers fed to the cells after an exercise, with a visible fallback to the reference
+notebook_form    notebooks committed in the form JupyterLab saves them (run by make release)
 autograde        real nbgrader in a throwaway course root (the test suite's end-to-end runs)
 cli              ``coursegrade``: collect, autograde, feedback, export, selfgrade, isolation
 collect          an LMS download into submitted/ with nbgrader's zip_collect and the course's naming rules
