@@ -44,14 +44,54 @@ def test_the_heavy_demonstrations_of_lesson_03_are_skipped():
         assert set(binders(source.cells, name)) <= skipped, name
 
 
+def last_test(cells):
+    return max(i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade")
+               and c.cell_type == "code")
+
+
 def test_a_student_cell_that_uses_a_demonstration_keeps_it():
     source, lesson_sources = lesson("03_moe_vs_pruning")
     cells = copy.deepcopy(source.cells)
-    last_test = max(i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade"))
-    cells.insert(last_test + 1, nbformat.v4.new_code_cell("print(dense.n_params())"))
+    cells.insert(last_test(cells), nbformat.v4.new_code_cell("print(dense.n_params())"))
     planned = plan.plan(cells, lesson_sources)
+    assert not planned.cells[last_test(cells) - 1].skip, "the student's cell always runs"
     for index in binders(cells, "dense"):
         assert not planned.cells[index].skip, "the cell that loads `dense` must run for the student's cell"
+
+
+def test_nothing_after_the_last_test_runs():
+    source, lesson_sources = lesson("03_moe_vs_pruning")
+    cells = copy.deepcopy(source.cells)
+    cells.append(nbformat.v4.new_code_cell("print(dense.n_params())\nwhile True:\n    pass"))
+    planned = plan.plan(cells, lesson_sources)
+    after = [c for c in planned.cells if c.index > last_test(cells) and c.facts is not None]
+    assert after and all(c.skip for c in after)
+    assert all(planned.cells[i].skip for i in binders(cells, "dense"))
+    everything = plan.plan(cells, lesson_sources, skip_demonstrations=False)
+    assert not everything.skipped, "--run-everything runs every cell"
+
+
+def test_a_name_rebound_before_it_is_used_is_not_read_from_an_earlier_cell():
+    fresh = plan.facts("rows = []\nfor k in (1, 2):\n    spec = k * 2\n    rows.append(spec)\ntable(rows)")
+    assert {"rows", "spec"} <= fresh.binds and not {"rows", "spec", "k"} & fresh.reads, fresh.reads
+    assert "rows" in plan.facts("rows.append(1)\nrows = []").reads          # used before it is rebound
+    assert "rows" in plan.facts("rows = rows + [1]").reads                   # the old value builds the new one
+    assert "rows" in plan.facts("if ok:\n    rows = []\nrows.append(1)").reads   # bound on one branch only
+    assert "rows" in plan.facts("def show():\n    print(rows)\nshow()\nrows = []").reads
+    assert "x" in plan.facts("x = 1\ndel x\nprint(x)").reads                # deleted, then read
+
+
+def test_the_course_fallback_helper_reads_one_name_and_is_not_a_dynamic_lookup():
+    cell = plan.facts('fn = yours_or_reference("count_params", globals(), references.count_params, "Exercise 1")')
+    assert "count_params" in cell.reads and not cell.effects, cell
+    assert "calls globals()" in plan.facts("f(globals())").effects
+    cells = [nbformat.v4.new_code_cell("import lessonlib\nplot = [1, 2, 3]"),
+             nbformat.v4.new_code_cell('fn = yours_or_reference("plot", globals(), len, "Exercise 1")'),
+             nbformat.v4.new_code_cell("fn([1])")]
+    cells[-1].metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "t",
+                                      "points": 1}
+    planned = plan.plan(cells, frozenset(plan.normalize(c.source) for c in cells[:-1]))
+    assert not planned.dynamic and not planned.skipped, "the test reads fn, which reads plot"
 
 
 def test_a_lesson_cell_that_mutates_what_a_test_reads_is_kept():

@@ -7,6 +7,8 @@ this guard before any student code runs; :mod:`.executor` (outside the sandbox) 
 around every test cell:
 
 * ``record`` (after each unmodified instructor cell): remember the values the lesson bound (``BUDGET_BYTES``).
+* ``forget`` (after an answer cell): the names the exercise asks the learner to define are theirs from then on,
+  even where the lesson bound the same name earlier (an exercise may replace a lessonlib function).
 * ``before`` (just before a test cell): compare the protected world with its pristine snapshot -- builtins,
   the lessonlib/torch/numpy modules and their classes, ``sys.modules`` entries, import and trace hooks,
   IPython's input/AST transformers, event callbacks and display hook, user variables that shadow a builtin,
@@ -397,6 +399,10 @@ class Guard:
         op = data.get("op")
         if op == "record":
             payload = self.record(data.get("names", []))
+        elif op == "forget":
+            for name in data.get("names", []):
+                self.lesson_values.pop(name, None)
+            payload = {"forgotten": len(data.get("names", []))}
         elif op == "before":
             payload = self.before(data.get("reads", []), data.get("binds", []))
         elif op == "after":

@@ -18,8 +18,10 @@ IPython's own transformation of magics):
     such an object: ``model.eval()``, ``rows.append``), and
   * it has no effect outside its own names: no call that changes global state (seeds, thread counts, warning
     filters, logging, ``setattr``, ``exec``, magics...), no assignment into a module's attributes, no star import.
-Test, answer and student cells always run. A notebook whose kept cells read names dynamically (``globals()``,
-``eval``, ``exec``, ``_``/``Out``) keeps everything. The learner's notebook is unchanged; only the copy being
+Nothing after the last test cell runs: it cannot change a score. Before it, test, answer and student cells always
+run. A notebook whose kept cells read names dynamically (``globals()``, ``eval``, ``exec``, ``_``/``Out``) keeps
+everything before its last test; the course's own ``yours_or_reference("name", globals(), ...)`` counts as reading
+``name`` (it only reads the namespace). The learner's notebook is unchanged; only the copy being
 graded skips cells. What the analysis cannot see is state hidden inside library calls, chiefly the global random
 generator: the course's tests use their own seeded generators, and tests/test_class_grading.py proves on every
 lesson's solution, blank release and wrong answers that skipping changes no score.
@@ -44,6 +46,10 @@ EFFECT_CALLS = frozenset({
     "rcdefaults", "use", "setrecursionlimit", "settrace", "setprofile", "exit", "quit", "_exit", "kill",
     "register_at_fork", "addaudithook", "install", "register",
 })
+# Course helpers that take a notebook's ``globals()`` only to read one name from it, given as a string literal in
+# the argument before it: a call like ``yours_or_reference("count_params", globals(), ...)`` reads
+# ``count_params``, and is not the dynamic lookup (or the namespace write) a bare ``globals()`` could be.
+NAMESPACE_READERS = {"yours_or_reference": 0}   # function name -> position of the name it reads
 DYNAMIC_READS = frozenset({"globals", "locals", "vars", "eval", "exec", "_", "__", "___", "Out", "In", "_oh",
                            "_ih", "get_ipython"})
 HIDDEN_BEGIN, HIDDEN_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
@@ -70,6 +76,7 @@ class CellPlan:
     hidden_names: frozenset[str] = frozenset()   # test cells: names bound only by the hidden part
     edited: bool = False           # test cells: the submitted source differed from the release
     kept_for: list[str] = field(default_factory=list)   # lesson cells that run: the names a later cell needs
+    owns: frozenset[str] = frozenset()   # answer cells: the names the exercise asks for (the solution's binds)
 
 
 @dataclass
@@ -101,8 +108,101 @@ def facts(source: str) -> CellFacts:
     visitor = _Names()
     visitor.visit(tree)
     binds, reads = _scoped_names(python)
-    return CellFacts(frozenset(binds | visitor.binds_global), frozenset(reads), frozenset(visitor.imports),
+    reads = {name for name in reads if name not in binds} | (reads & _loaded_before_bound(tree))
+    return CellFacts(frozenset(binds | visitor.binds_global), frozenset(reads | visitor.named_reads),
+                     frozenset(visitor.imports),
                      frozenset(visitor.mutates), frozenset(visitor.module_calls), tuple(sorted(visitor.effects)))
+
+
+def _loaded_before_bound(tree: ast.Module) -> set[str]:
+    """Names the cell may load before it has bound them itself, so their value can come from an earlier cell.
+
+    Statements are followed in order: an unconditional binding at the top level of the cell (``rows = []``,
+    an import, a ``def``, the body of a ``with``) covers the loads after it; a binding inside a loop, a branch or
+    a ``try`` covers only the loads after it in that same block. A function body's loads count at its ``def``.
+    Everything else is a possible load of the earlier value (an over-approximation: loads in comprehensions and
+    lambdas are included here, and :func:`_scoped_names` removes their local names)."""
+    early: set[str] = set()
+
+    def loads(node, bound: set[str]) -> None:
+        if node is None:
+            return
+        for child in ast.walk(node):
+            if isinstance(child, ast.Name) and isinstance(child.ctx, ast.Load) and child.id not in bound:
+                early.add(child.id)
+
+    def bind_target(target, bound: set[str]) -> None:
+        if isinstance(target, ast.Name):
+            bound.add(target.id)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                bind_target(element, bound)
+        elif isinstance(target, ast.Starred):
+            bind_target(target.value, bound)
+        else:
+            loads(target, bound)           # x.a = ... and x[k] = ... load x
+
+    def block(statements, bound: set[str]) -> None:
+        for statement in statements:
+            one(statement, bound)
+
+    def one(node, bound: set[str]) -> None:
+        if isinstance(node, ast.Assign):
+            loads(node.value, bound)
+            for target in node.targets:
+                bind_target(target, bound)
+        elif isinstance(node, ast.AnnAssign):
+            loads(node.value, bound)
+            if node.value is not None:
+                bind_target(node.target, bound)
+        elif isinstance(node, ast.AugAssign):
+            loads(node.value, bound)
+            target = node.target
+            if isinstance(target, ast.Name):
+                if target.id not in bound:
+                    early.add(target.id)
+                bound.add(target.id)
+            else:
+                loads(target, bound)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name != "*":
+                    bound.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for part in ast.iter_child_nodes(node):
+                loads(part, bound)
+            bound.add(node.name)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            loads(node.iter, bound)
+            inner = set(bound)
+            bind_target(node.target, inner)
+            block(node.body, inner)
+            block(node.orelse, set(bound))
+        elif isinstance(node, ast.While):
+            loads(node.test, bound)
+            block(node.body, set(bound))
+            block(node.orelse, set(bound))
+        elif isinstance(node, ast.If):
+            loads(node.test, bound)
+            block(node.body, set(bound))
+            block(node.orelse, set(bound))
+        elif isinstance(node, (ast.With, ast.AsyncWith)):
+            for item in node.items:
+                loads(item.context_expr, bound)
+                if item.optional_vars is not None:
+                    bind_target(item.optional_vars, bound)
+            block(node.body, bound)
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    bound.discard(target.id)
+                else:
+                    loads(target, bound)
+        else:                              # expressions, try, match, ...: bindings inside are not followed
+            loads(node, bound)
+
+    block(tree.body, set())
+    return early
 
 
 def _scoped_names(python: str) -> tuple[set[str], set[str]]:
@@ -128,6 +228,7 @@ class _Names(ast.NodeVisitor):
         self.binds: set[str] = set()
         self.binds_global: set[str] = set()    # := inside a comprehension binds in the module scope
         self.reads: set[str] = set()
+        self.named_reads: set[str] = set()     # names read through a course helper given globals()
         self.imports: set[str] = set()
         self.mutates: set[str] = set()
         self.module_calls: set[tuple[str, str]] = set()
@@ -192,6 +293,16 @@ class _Names(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call):
         name = _callee(node.func)
+        if name in NAMESPACE_READERS and isinstance(node.func, ast.Name):
+            position = NAMESPACE_READERS[name]
+            args = node.args
+            if (len(args) > position + 1 and isinstance(args[position], ast.Constant)
+                    and isinstance(args[position].value, str) and _is_globals_call(args[position + 1])):
+                # yours_or_reference("count_params", globals(), ...) reads count_params, and only reads
+                self.named_reads.add(args[position].value)
+                for child in [node.func, *args[:position + 1], *args[position + 2:], *node.keywords]:
+                    self.visit(child)
+                return
         if name in EFFECT_CALLS:
             base = _base_name(node.func)
             if isinstance(node.func, ast.Name):
@@ -228,6 +339,11 @@ class _Names(ast.NodeVisitor):
         for target in node.targets:
             self._target(target)
         self.generic_visit(node)
+
+
+def _is_globals_call(node) -> bool:
+    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "globals"
+            and not node.args and not node.keywords)
 
 
 def _base_name(func) -> str | None:
@@ -312,6 +428,12 @@ def plan(cells: list, lesson_sources: frozenset[str], release_tests: dict[str, s
         return result
 
     code = [c for c in result.cells if c.facts is not None]
+    tests = [c.index for c in code if c.role == TEST]
+    if tests:
+        for cell in code:                 # nothing after the last test can change a score
+            if cell.index > tests[-1]:
+                cell.skip = True
+        code = [c for c in code if not c.skip]
     imported_only = _imported_only(code)
     builtin_names = set(dir(builtins)) - {name for c in code for name in c.facts.binds}
     needed: set[str] = set()

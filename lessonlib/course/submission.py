@@ -42,6 +42,7 @@ class Lesson:
     lesson_sources: tuple[str, ...]     # the release's plain code cells, in order
     release_tests: dict[str, str]       # grade_id -> test cell source as released (hidden tests removed)
     data_folder: str                    # solutions/<assignment>: its non-notebook files are copied in
+    answer_names: dict[str, frozenset[str]] = field(default_factory=dict)   # answer grade_id -> names it binds
 
     @classmethod
     def read(cls, source_notebook: Path, release_notebook: Path) -> Lesson:
@@ -55,8 +56,10 @@ class Lesson:
                        if c.cell_type == "code" and plans.role_of(c, frozenset()) == plans.STUDENT)
         tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in release.cells
                  if plans.role_of(c, frozenset()) == plans.TEST}
+        answers = {c.metadata["nbgrader"]["grade_id"]: plans.facts(c.source).binds for c in source.cells
+                   if c.cell_type == "code" and plans.role_of(c, frozenset()) == plans.ANSWER}
         return cls(source_notebook.parent.name, source_notebook.stem, positions, lesson, tests,
-                   str(source_notebook.parent))
+                   str(source_notebook.parent), answers)
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,9 @@ def _grade(job: Job) -> Outcome:
         nb.cells = [nb.cells[i] for i in order]
     lesson_sources = frozenset(plans.normalize(s) for s in lesson.lesson_sources)
     cell_plan = plans.plan(nb.cells, lesson_sources, skip_demonstrations=job.skip_demonstrations)
+    for planned in cell_plan.cells:
+        if planned.role == plans.ANSWER:
+            planned.owns = lesson.answer_names.get(planned.grade_id, frozenset())
     outcome.cells_skipped = len(cell_plan.skipped)
     phase("sanitize and plan")
 
