@@ -1,7 +1,8 @@
 """A class of students for lesson 01, good and hostile, as an LMS download, with the score each deserves.
 
-Every submission starts from the student release with the solution's answers (or none, or a wrong one from
-tests/wrong_answers/01_inference_costs.py) and then does one thing: loops forever, exhausts memory, forks, exits or
+Every submission starts from the student release with the solution's answers (or none: the blank release; or
+some wrong and one missing: the partial one, with wrong answers from tests/wrong_answers/01_inference_costs.py)
+and then does one thing: loops forever, exhausts memory, forks, exits or
 crashes its kernel, edits/deletes/moves test cells, corrupts its JSON, fakes equality, patches the grading
 helper, reads solutions/ or another student's folder, writes the gradebook, reaches for the network, floods its
 output or its disk. ``expect`` is the score of every autograded test cell (``FULL`` for the rest); ``notes`` are
@@ -99,6 +100,14 @@ def count_params(config):
     add(flat("good_megabytes", insert_after(good, "q1_tests", "print('x' * 5_000_000)")), notes=["printed more than"])
     renamed = Student("renamed", "renamed_my attempt.ipynb", nbformat.writes(good).encode())
     add(renamed)
+    add(flat("blank", release), expect=ZERO)
+    unanswered = next(c.source for c in release.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                      == "q4_numbers_answer")
+    partial = {**variants["q1_always_counts_the_lm_head"].replace, **variants["q2_batch_rounds_to_nearest"].replace,
+               "q4_numbers_answer": unanswered}
+    add(flat("partial", answered(**partial)),
+        expect={**variants["q1_always_counts_the_lm_head"].expect, **variants["q2_batch_rounds_to_nearest"].expect,
+                "q4_devices_tests": 0})
 
     # -- runaway code ----------------------------------------------------------------------------------------
     add(flat("infinite_loop", insert_after(good, "q1_tests", "while True:\n    pass")), notes=["interrupted"])

@@ -39,6 +39,10 @@ class ClassRun:
     alone: dict[str, dict[str, float | None]] = field(default_factory=dict)
     submitted_before: dict[str, str] = field(default_factory=dict)
     submitted_after: dict[str, str] = field(default_factory=dict)
+    course_before: dict[str, str] = field(default_factory=dict)     # the course's own files (solutions/, ...)
+    course_after: dict[str, str] = field(default_factory=dict)
+    tmp_left: list[str] = field(default_factory=list)               # what grading left in its temporary folder
+    sandbox_processes: list[str] = field(default_factory=list)      # processes of sandbox uids still running
 
     def student(self, name: str) -> fixture.Student:
         return next(s for s in self.students if s.id == name)
@@ -81,9 +85,34 @@ def hashes(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def run(command: list[str], cwd: Path, timeout: float = 1200) -> subprocess.CompletedProcess:
+def run(command: list[str], cwd: Path, timeout: float = 1200, tmp: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=os.pathsep.join([str(BIN), os.environ.get("PATH", "")]))
+    if tmp is not None:
+        env["TMPDIR"] = str(tmp)
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def course_files(root: Path) -> dict[str, str]:
+    """Hashes of what grading relies on and must never change: the config, solutions/ and notebooks/."""
+    found = {"nbgrader_config.py": hashlib.sha256((root / "nbgrader_config.py").read_bytes()).hexdigest()}
+    for folder in ("solutions", "notebooks"):
+        found.update({f"{folder}/{name}": digest for name, digest in hashes(root / folder).items()})
+    return found
+
+
+def processes_of_sandbox_uids() -> list[str]:
+    """Processes still running as one of the uids sandboxed kernels get (when grading runs as root)."""
+    from lessonlib.course.sandbox import DEFAULT_UID_BASE
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            uid = entry.stat().st_uid if entry.name.isdigit() else None
+            if uid is not None and DEFAULT_UID_BASE <= uid < DEFAULT_UID_BASE + 1000:
+                found.append(f"{entry.name} (uid {uid}): {(entry / 'cmdline').read_bytes()[:80]!r}")
+        except OSError:
+            continue
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +127,8 @@ def graded_class(tmp_path_factory) -> ClassRun:
     download = root.parent / f"{fixture.ASSIGNMENT}.zip"
     download.write_bytes(fixture.download(students))
     result = ClassRun(root, students)
+    tmp = root.parent / "tmp"      # the grading commands' temporary folder: sandboxes, staging, caches
+    tmp.mkdir()
     for line in fixture.class_walkthrough((REPO / "README.md").read_text()):
         command = shlex.split(line)
         assert command[0] == "coursegrade", f"the walk-through should only use coursegrade: {line}"
@@ -106,9 +137,13 @@ def graded_class(tmp_path_factory) -> ClassRun:
             command[-1] = str(download)
         if command[1] == "autograde":
             result.submitted_before = hashes(root / "submitted")
-        result.outputs[command[1]] = run(command, root)
+            result.course_before = course_files(root)
+        result.outputs[command[1]] = run(command, root, tmp=tmp)
         if command[1] == "autograde":
             result.submitted_after = hashes(root / "submitted")
+            result.course_after = course_files(root)
+            result.tmp_left = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*"))
+            result.sandbox_processes = processes_of_sandbox_uids()
             result.report = fixture.load_report(root)
             result.scores = gradebook_scores(root, fixture.ASSIGNMENT)
     alone = ["good_solution", "good_noisy", "good_megabytes"]
@@ -182,6 +217,16 @@ def test_submissions_could_not_change_the_gradebook_or_another_students_files(gr
     with sqlite3.connect(graded_class.root / "gradebook.db") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert graded_class.submitted_before == graded_class.submitted_after, "a submitted file changed while grading"
+
+
+def test_nothing_outside_the_sandboxes_changed_and_nothing_was_left_running(graded_class):
+    assert graded_class.course_before and graded_class.course_before == graded_class.course_after, \
+        "solutions/, notebooks/ or nbgrader_config.py changed while grading"
+    assert not graded_class.tmp_left, f"grading left files behind: {graded_class.tmp_left[:10]}"
+    assert not graded_class.sandbox_processes, f"still running: {graded_class.sandbox_processes[:5]}"
+    top = sorted(p.name for p in graded_class.root.iterdir())
+    assert set(top) <= {"nbgrader_config.py", "solutions", "notebooks", "gradebook.db", "submitted", "downloaded",
+                        "autograded", "feedback", "reports", "grades", ".coursegrade.lock", "plain.csv"}, top
 
 
 def test_the_network_was_unreachable(graded_class):

@@ -40,6 +40,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .autograde import find_course_root
+from .config import configured_limits
 from .limits import Limits
 from .nbgrader_steps import ReplayExecution, RestoreCells, in_folder, nbgrader_app, register_assignment
 from .sandbox import Isolation, probe
@@ -109,7 +110,7 @@ class ClassGrader:
                  skip_demonstrations: bool = True, progress: bool = True, in_process: bool = False,
                  isolation: Isolation | None = None):
         self.root = Path(course_root or find_course_root()).resolve()
-        self.limits = limits or Limits()
+        self.limits = limits or configured_limits(self.root)
         self.workers = max(1, workers or default_workers(self.limits))
         self.skip_demonstrations = skip_demonstrations
         self.progress = progress

@@ -134,6 +134,7 @@ class SubmissionRun(NotebookClient):
         self._dropped_in_cell = False
         self.kernel_log = None
         self.restored: set[str] = set()
+        self.kernels_started = 0
         self.timeout_func = self._cell_timeout
 
     # -- limits ---------------------------------------------------------------------------------------------
@@ -183,8 +184,12 @@ class SubmissionRun(NotebookClient):
     async def _attempt(self, skip: dict[int, str]) -> tuple[int, str] | None:
         (self.sandbox.runtime / GUARD_SETTINGS).write_text(json.dumps(self.guard_settings))
         (self.sandbox.runtime / GUARD_SECRET).write_bytes(self.secret)
-        km = SandboxedKernelManager(sandbox=self.sandbox, transport="ipc", ip=str(self.sandbox.runtime / "k"),
-                                    connection_file=str(self.sandbox.runtime / "kernel.json"))
+        # fresh socket paths and connection file for every kernel: a client of the new kernel must never connect to
+        # the sockets of an old one that is still dying (its messages are signed with the old key)
+        self.kernels_started += 1
+        name = f"k{self.kernels_started}"
+        km = SandboxedKernelManager(sandbox=self.sandbox, transport="ipc", ip=str(self.sandbox.runtime / name),
+                                    connection_file=str(self.sandbox.runtime / f"{name}.json"))
         self.km, self.owns_km, self.kc = km, True, None
         started = time.monotonic()
         try:
@@ -279,6 +284,11 @@ class SubmissionRun(NotebookClient):
                 stopped = f"the kernel stopped at {self._where(cell_plan)}"
                 lost = (cell_plan.index, why)
                 continue
+            except Exception as error:  # noqa: BLE001 - the kernel sent something unusable: treat it as lost
+                why = await self._kernel_lost(cell, cell_plan, error, contact_lost=True)
+                stopped = f"the grading lost contact with the kernel at {self._where(cell_plan)}"
+                lost = (cell_plan.index, why)
+                continue
             finally:
                 watchdog.cancel()
                 if self._dropped_in_cell:
@@ -314,7 +324,22 @@ class SubmissionRun(NotebookClient):
             self._note_errors(cell, cell_plan)
             if self._hit_process_limit(cell):
                 self._reap()
+            if cell_plan.role in (plans.STUDENT, plans.ANSWER) and self._hit_memory_limit(cell):
+                # what it allocated may still be held (a global list of blocks): every later cell would starve
+                why = f"{self._where(cell_plan)} hit the memory limit ({self.limits.memory_mb} MB)"
+                self.report.kernel_died = why
+                self.report.note(why + "; the notebook was run again without that cell")
+                try:
+                    await self.km.shutdown_kernel(now=True)
+                except Exception:  # noqa: BLE001 - it is being replaced either way
+                    pass
+                stopped = f"{self._where(cell_plan)} used up the memory"
+                lost = (cell_plan.index, "hit the memory limit")
         return lost
+
+    def _hit_memory_limit(self, cell) -> bool:
+        return any(o.output_type == "error" and (o.ename == "MemoryError" or "can't allocate memory" in str(o.evalue))
+                   for o in cell.outputs)
 
     async def _watch_processes(self, cell_plan: plans.CellPlan) -> None:
         """While a cell runs: when the sandbox fills its process table (a fork bomb), interrupt the kernel and
@@ -414,10 +439,16 @@ class SubmissionRun(NotebookClient):
                 hint = f" (the process limit is {self.limits.processes})"
             self.report.note(f"{self._where(cell_plan)} raised {output.ename}: {evalue}{hint}")
 
-    async def _kernel_lost(self, cell, cell_plan: plans.CellPlan, error: BaseException) -> str:
+    async def _kernel_lost(self, cell, cell_plan: plans.CellPlan, error: BaseException,
+                           contact_lost: bool = False) -> str:
         """Record why the kernel is gone; returns a short reason for the cell's "not run" note."""
         why = await self._exit_reason()
-        if isinstance(error, CellTimeoutError) or self.timed_out:
+        if contact_lost and why is None:
+            detail = " ".join(str(error).split())[:120]
+            short = f"made the grading lose contact with the kernel ({type(error).__name__}: {detail})"
+            why = f"the grading lost contact with the kernel in {self._where(cell_plan)} ({type(error).__name__}: " \
+                  f"{detail})"
+        elif isinstance(error, CellTimeoutError) or self.timed_out:
             short = f"ran longer than {self.limits.cell_seconds:g} s and did not stop when interrupted"
             why = f"{self._where(cell_plan)} {short}; the kernel was stopped"
         elif why is None:
