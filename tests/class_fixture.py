@@ -96,7 +96,7 @@ def count_params(config):
     head = 0 if config.get("tie_word_embeddings", False) else config["vocab_size"] * d
     return config["vocab_size"] * d + config["num_hidden_layers"] * (attention + mlp + 2 * d) + d + head
 ''')
-    add(flat("good_noisy", noisy), notes=["wrote to stderr during the test (shown, not penalized)"])
+    add(flat("good_noisy", noisy))      # the grading helper reports its stderr on stdout: nothing to note
     add(flat("good_megabytes", insert_after(good, "q1_tests", "print('x' * 5_000_000)")), notes=["printed more than"])
     renamed = Student("renamed", "renamed_my attempt.ipynb", nbformat.writes(good).encode())
     add(renamed)

@@ -162,6 +162,9 @@ def test_every_command_of_the_walkthrough_succeeds(graded_class):
     assert "README.txt" in collect and "NOT COLLECTED" in collect, collect
     summary = graded_class.outputs["autograde"].stdout
     assert f"graded: {len(graded_class.students) - 1}" in summary and "invalid_json" in summary, summary
+    for step in ("autograde", "feedback", "export"):     # warnings nbgrader used to print for every student
+        stderr = graded_class.outputs[step].stderr
+        assert "checksum" not in stderr.lower() and "Config option" not in stderr, f"{step}:\n{stderr[-2000:]}"
 
 
 def test_every_submission_gets_the_score_it_deserves(graded_class):
@@ -192,6 +195,15 @@ def test_the_report_says_what_happened(graded_class):
     good = [s.id for s in graded_class.students if s.id.startswith("good_") and not s.notes]
     for name in good:
         assert not graded_class.result(name)["notes"], f"{name} is clean but got notes"
+
+
+def test_a_correct_answer_that_writes_to_stderr_keeps_its_points_and_is_told(graded_class):
+    nb = graded_class.graded_notebook("good_noisy")
+    test = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "q1_tests")
+    text = "".join(o.get("text", "") for o in test.outputs)
+    assert "no points lost" in text and "this function is slow" in text, text
+    assert not [o for o in test.outputs if o.get("name") == "stderr"], "stderr in a test cell scores it 0"
+    assert graded_class.scores["good_noisy"]["q1_tests"] == fixture.POINTS["q1_tests"]
 
 
 def test_good_submissions_score_exactly_as_when_graded_alone(graded_class):
@@ -262,6 +274,22 @@ def test_export_has_one_row_per_student_and_only_submitted_lessons(graded_class)
     plain = run([str(BIN / "nbgrader"), "export", "--to", "plain.csv"], graded_class.root)
     assert plain.returncode == 0, plain.stderr[-2000:]
     assert (graded_class.root / "plain.csv").read_text() == (graded_class.root / "grades" / "grades.csv").read_text()
+
+
+def test_plain_nbgrader_zip_collect_follows_the_course_naming_rules(tmp_path):
+    """`nbgrader zip_collect` itself (not only `coursegrade collect`) files an LMS download by the README's rules."""
+    assignment = "00_orientation"
+    root = fresh_course(tmp_path / "course", [assignment])
+    archive = root / "downloaded" / assignment / "archive"
+    archive.mkdir(parents=True)
+    notebook = (REPO / "notebooks" / assignment / f"{assignment}.ipynb").read_bytes()
+    for name in ("alice_00_orientation.ipynb", "bob/00_orientation.ipynb", "carol_smith_00_orientation.ipynb"):
+        (archive / name).parent.mkdir(parents=True, exist_ok=True)
+        (archive / name).write_bytes(notebook)
+    result = run([str(BIN / "nbgrader"), "zip_collect", assignment], root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = sorted(p.relative_to(root / "submitted").as_posix() for p in (root / "submitted").rglob("*.ipynb"))
+    assert found == [f"{s}/{assignment}/{assignment}.ipynb" for s in ("alice", "bob", "carol_smith")], found
 
 
 def test_grading_state_is_git_ignored():
