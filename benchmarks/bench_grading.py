@@ -9,6 +9,8 @@ For each lesson, a class of N copies of the answered release (the solution's ans
 * per submission: the worker's wall time from job start to executed notebook -- sandbox set-up, kernel start
   and every cell that runs -- median over the class, with one worker (the target: <= 4 s, kernel start
   included); also the whole command divided by N (registration, pool start and gradebook writes included);
+* CPU seconds per submission (worker, its sandboxed kernel and the gradebook write in the grading process): a
+  busy machine stretches wall-clock time, hardly CPU time, so this column says what a quiet machine would see;
 * baseline: the same submissions with ``--run-everything`` (no demonstration skipped), for ``--baseline``
   submissions of each lesson;
 * parallel: the lesson with the most work graded with 1 worker and with 2, same submissions; the ratio of their
@@ -66,12 +68,17 @@ def grade(assignment: str, n: int, workers: int, skip: bool) -> dict:
         total = time.monotonic() - started
     failed = [r.student for r in report.results if r.status != "graded"]
     per = [r.seconds for r in report.results]
+    cpu = [sum(v for k, v in r.phases.items() if k.startswith("cpu: ")) for r in report.results]
+    phases = sorted({k for r in report.results for k in r.phases})
     return {"assignment": assignment, "submissions": n, "workers": workers, "skip_demonstrations": skip,
             "median_seconds": statistics.median(per), "max_seconds": max(per),
+            "median_cpu_seconds": statistics.median(cpu),
             "median_kernel_start_seconds": statistics.median(r.kernel_seconds for r in report.results),
+            "median_phases": {k: statistics.median(r.phases.get(k, 0.0) for r in report.results) for k in phases},
             "command_seconds": total, "grading_seconds": report.grading_seconds,
             "command_seconds_per_submission": total / n, "cells_skipped": report.results[0].cells_skipped,
-            "not_graded": failed, "scores": sorted({r.score for r in report.results})}
+            "not_graded": failed, "scores": sorted({r.score for r in report.results}),
+            "load_average": os.getloadavg()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,17 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     lessons = args.lessons or sorted(p.name for p in (REPO / "solutions").iterdir() if any(p.glob("*.ipynb")))
     results = {"load_average_before": os.getloadavg(), "cpus": os.cpu_count(), "lessons": {}, "parallel": {}}
 
-    print(f"{'lesson':22} {'skip':>5} {'n':>3} {'median s':>9} {'max s':>7} {'kernel s':>8} {'cmd s/sub':>9}"
-          f" {'skipped':>7}")
+    print(f"{'lesson':27} {'skip':>5} {'n':>3} {'median s':>9} {'max s':>7} {'cpu s':>6} {'kernel s':>8} "
+          f"{'cmd s/sub':>9} {'skipped':>7} {'load':>5}")
     for lesson in lessons:
         rows = [grade(lesson, args.submissions, 1, True)]
         if args.baseline:
             rows.append(grade(lesson, args.baseline, 1, False))
         results["lessons"][lesson] = rows
         for row in rows:
-            print(f"{lesson:22} {'yes' if row['skip_demonstrations'] else 'no':>5} {row['submissions']:>3} "
-                  f"{row['median_seconds']:9.2f} {row['max_seconds']:7.2f} {row['median_kernel_start_seconds']:8.2f} "
-                  f"{row['command_seconds_per_submission']:9.2f} {row['cells_skipped']:>7}")
+            print(f"{lesson:27} {'yes' if row['skip_demonstrations'] else 'no':>5} {row['submissions']:>3} "
+                  f"{row['median_seconds']:9.2f} {row['max_seconds']:7.2f} {row['median_cpu_seconds']:6.2f} "
+                  f"{row['median_kernel_start_seconds']:8.2f} {row['command_seconds_per_submission']:9.2f} "
+                  f"{row['cells_skipped']:>7} {row['load_average'][0]:5.1f}")
+            if row["not_graded"] or len(row["scores"]) != 1:
+                print(f"  WARNING: not graded {row['not_graded']}, scores {row['scores']} (all should be equal)")
 
     heaviest = max(lessons, key=lambda a: results["lessons"][a][0]["median_seconds"])
     one = grade(heaviest, args.parallel_submissions, 1, True)

@@ -152,9 +152,10 @@ class ClassGrader:
                             self.skip_demonstrations, worker_threads(self.workers)) for student in pending]
                 dispatched = time.monotonic()
                 for outcome in self._execute(jobs):
-                    recording = time.monotonic()
+                    recording, recording_cpu = time.monotonic(), time.process_time()
                     result = self._record(app, assignment, lesson, outcome)
-                    result.phases = {**outcome.phases, "recording (grading process)": time.monotonic() - recording}
+                    result.phases = {**outcome.phases, "recording (grading process)": time.monotonic() - recording,
+                                     "cpu: recording": time.process_time() - recording_cpu}
                     report.results.append(result)
                 report.grading_seconds = time.monotonic() - dispatched
         report.results.sort(key=lambda r: r.student)

@@ -38,7 +38,7 @@ from . import plan as plans
 from .guard import COMM_TARGET, sign
 from .kernel_boot import GUARD_SECRET, GUARD_SETTINGS
 from .limits import Limits
-from .sandbox import Sandbox, kill_strays, sandbox_processes
+from .sandbox import Sandbox, cpu_seconds, kill_strays, sandbox_processes
 
 VOID = "GradingIntegrityError"
 NOT_RUN = "CellNotRun"
@@ -101,6 +101,7 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     voided: dict[str, str] = field(default_factory=dict)     # test grade_id -> why it scores 0
     kernel_seconds: float = 0.0                              # start-up of the kernel
+    kernel_cpu_seconds: float = 0.0                          # CPU time of the kernels that ran to the end
     run_seconds: float = 0.0                                 # cells
     cells_run: int = 0
     cells_skipped: int = 0
@@ -214,6 +215,7 @@ class SubmissionRun(NotebookClient):
             return await self._run_cells(guard, skip)
         finally:
             self.report.run_seconds += time.monotonic() - started
+            self._count_kernel_cpu()
             if self.km is not None:
                 await self._async_cleanup_kernel()
 
@@ -359,6 +361,15 @@ class SubmissionRun(NotebookClient):
                     self.report.note(f"{self._where(cell_plan)} filled the sandbox's process table (a fork bomb?): "
                                      f"it was interrupted and {killed}+ processes it started were stopped")
                     await ensure_interrupt(self.km)
+
+    def _count_kernel_cpu(self) -> None:
+        """Add the CPU time of the kernel (and whatever else runs in its sandbox) before it is shut down: a killed
+        kernel's time never reaches the grading process's own accounting. Linux only (it reads /proc)."""
+        process = getattr(getattr(self.km, "provisioner", None), "process", None)
+        if process is None:
+            return
+        pids = [process.pid] + [host for host, _ in sandbox_processes(process.pid)]
+        self.report.kernel_cpu_seconds += cpu_seconds(pids)
 
     def _hit_process_limit(self, cell) -> bool:
         return any(o.output_type == "error" and (o.ename == "BlockingIOError" or "Resource temporarily unavailable"

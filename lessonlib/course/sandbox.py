@@ -268,6 +268,20 @@ def sandbox_processes(launcher_pid: int) -> list[tuple[int, int]]:
     return found
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes ``pids`` used so far, with their reaped children (0 where /proc is
+    not there)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += sum(int(v) for v in fields[11:15]) / ticks     # utime, stime, cutime, cstime
+    return total
+
+
 def kill_strays(launcher_pid: int) -> int:
     """Kill every process of a bubblewrap sandbox except its init (pid 1 inside) and the kernel (pid 2): what a
     fork bomb or a background job left behind. Returns how many were killed."""
