@@ -119,7 +119,8 @@ while True:
     except KeyboardInterrupt:
         pass""")), notes=["did not stop when interrupted", "run again without that cell"])
     bomb = "blocks = []\nwhile True:\n    blocks.append(bytearray(10**8))"
-    add(flat("memory_bomb", insert_after(good, "q1_tests", bomb)), notes=["MemoryError"])
+    add(flat("memory_bomb", insert_after(good, "q1_tests", bomb)),
+        notes=["MemoryError", "hit the memory limit (2048 MB); the notebook was run again without that cell"])
     add(flat("fork_bomb", insert_after(good, "q2_kv_tests", "import os\nwhile True:\n    os.fork()")),
         notes=["fork bomb"])
     add(flat("exits_mid_notebook", insert_after(good, "q2_batch_tests", "import os\nos._exit(3)")),

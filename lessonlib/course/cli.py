@@ -87,10 +87,15 @@ def cmd_selfgrade(args) -> int:
 
 
 def cmd_isolation(args) -> int:
+    from .config import configured_limits
     from .sandbox import probe
 
     print("\n".join(probe().describe()))
-    print("limits: " + Limits().describe())
+    try:
+        limits, where = configured_limits(find_course_root(Path.cwd())), "this course's nbgrader_config.py"
+    except FileNotFoundError:
+        limits, where = Limits(), "the defaults: run it from the course root to see the course's own"
+    print(f"limits ({where}): " + limits.describe())
     return 0
 
 
