@@ -53,8 +53,11 @@ class RestoreCells(OverwriteCells):
         by_name = {c.name: c for c in source.source_cells}
         for grade_cell in source.grade_cells:
             if grade_cell.name not in present:
-                nb.cells.append(self.missing_cell_transform(by_name[grade_cell.name], grade_cell.max_score,
-                                                            is_solution=grade_cell.name in solutions))
+                cell = self.missing_cell_transform(by_name[grade_cell.name], grade_cell.max_score,
+                                                   is_solution=grade_cell.name in solutions)
+                if nb.nbformat_minor >= 5 and not cell.get("id"):
+                    cell["id"] = f"restored-{grade_cell.name}"     # nbformat 4.5 wants an id on every cell
+                nb.cells.append(cell)
         return nb, resources
 
     def preprocess_cell(self, cell, resources, cell_index):
