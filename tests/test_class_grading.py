@@ -318,6 +318,32 @@ def test_class_grading_scores_exactly_as_plain_nbgrader(graded, tmp_path):
     assert all(r.cells_skipped > 0 for r in report.results), "no demonstration was skipped: nothing was proved"
 
 
+def test_a_notebook_that_runs_out_of_time_keeps_what_it_earned_before(tmp_path):
+    """The per-notebook wall-clock limit: a submission that idles after its first exercise is stopped when the
+    notebook's time is up; the test that ran keeps its points, the rest score 0 and the report says why."""
+    from lessonlib.course.limits import Limits
+
+    from .submissions import answered_release
+
+    assignment = "00_orientation"
+    root = fresh_course(tmp_path / "course", [assignment])
+    name = f"{assignment}.ipynb"
+    good = answered_release(nbformat.read(REPO / "notebooks" / assignment / name, as_version=4),
+                            nbformat.read(REPO / "solutions" / assignment / name, as_version=4), {})
+    slow = fixture.insert_after(good, "q1_tests", "import time\nfor _ in range(600):\n    time.sleep(1)")
+    (root / "submitted" / "slow" / assignment).mkdir(parents=True)
+    nbformat.write(slow, root / "submitted" / "slow" / assignment / name)
+    report = ClassGrader(root, workers=1, progress=False,
+                         limits=Limits(notebook_seconds=40)).autograde(assignment)
+    result = report.by_student()["slow"]
+    assert result.status == "graded", report.summary()
+    assert gradebook_scores(root, assignment)["slow"] == {"q1_tests": 8, "q2_tests": 0, "q3_kv_tests": 0,
+                                                          "q3_flops_tests": 0, "q3_trade_tests": 0}
+    notes = " | ".join(result.notes)
+    assert "interrupted when the notebook's 40 s ran out" in notes and "ran out of time" in notes, notes
+    assert result.seconds < 120, f"took {result.seconds:.0f} s for a 40 s budget"
+
+
 def test_without_bubblewrap_grading_still_works_and_says_what_does_not_hold(tmp_path):
     """The fallback a macOS instructor gets: a throwaway folder and resource limits, no namespaces."""
     from lessonlib.course.sandbox import Isolation

@@ -140,7 +140,8 @@ class SubmissionRun(NotebookClient):
 
     # -- limits ---------------------------------------------------------------------------------------------
     def _cell_timeout(self, cell) -> int:
-        return max(1, int(min(self.limits.cell_seconds, self.deadline - time.monotonic())))
+        # rounded up: a cell cut short by the notebook's budget stops at the deadline, not up to a second before it
+        return max(1, math.ceil(min(self.limits.cell_seconds, self.deadline - time.monotonic())))
 
     async def _async_handle_timeout(self, timeout, cell=None):
         self.timed_out = True
@@ -297,7 +298,10 @@ class SubmissionRun(NotebookClient):
                     cell.outputs.append(nbformat.v4.new_output(
                         "stream", name="stdout", text=f"\n[grading: output beyond "
                                                       f"{self.limits.output_kb_per_cell} KB not kept]\n"))
-            if self.timed_out:
+            if self.timed_out and time.monotonic() >= self.deadline - 1:
+                self.report.note(f"{self._where(cell_plan)} was interrupted when the notebook's "
+                                 f"{self.limits.notebook_seconds:g} s ran out")
+            elif self.timed_out:
                 self.report.note(f"{self._where(cell_plan)} ran longer than {self.limits.cell_seconds:g} s and was "
                                  "interrupted")
             if self._dropped_in_cell:
