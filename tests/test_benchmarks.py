@@ -34,3 +34,10 @@ def test_moe_benchmark_imports_and_names_what_it_compares():
     names, default = bench.implementations()
     assert names[0] == "eager" and default in names + [None, "eager"]
     assert "bench_moe_vs_hf" in sys.modules
+
+
+def test_a_run_on_a_busy_machine_is_flagged_in_the_report():
+    import run_all
+
+    assert run_all.busy_warning(1000.0) and "quiet machine" in run_all.busy_warning(1000.0)[0]
+    assert run_all.busy_warning(0.0) == [] and run_all.busy_warning(float("nan")) == []
