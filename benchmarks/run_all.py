@@ -1,5 +1,6 @@
-"""Run both benchmarks and write one report, benchmarks/RESULTS.md (commit it from a quiet machine): the machine
-lessonlib's decode loop vs Hugging Face generate() and lessonlib's MoE layer vs transformers' Mixtral block.
+"""Run both benchmarks and write one report, benchmarks/RESULTS.md (commit it from a quiet machine): the
+machine, its load and versions, then lessonlib's decode loop vs Hugging Face generate() and lessonlib's MoE
+layer vs transformers' Mixtral block.
 
     make bench            # or: .venv/bin/python benchmarks/run_all.py
 
