@@ -34,6 +34,11 @@ def test_the_view_holds_the_curve_its_frontier_and_the_single_models():
     assert VIEW.unit == "GFLOP" and len(VIEW.frontier) >= 2
     assert np.all(np.diff(VIEW.cost[VIEW.frontier]) >= 0) and np.all(np.diff(VIEW.accuracy[VIEW.frontier]) > 0)
     np.testing.assert_allclose(VIEW.single_accuracy, RESULTS.correct.mean(axis=1))
+    in_mflop = CascadeView.of(RESULTS, flops_unit="MFLOP")
+    np.testing.assert_allclose(in_mflop.cost, 1e3 * VIEW.cost)
+    assert "MFLOP</b> per query" in cascade_report(in_mflop, 0.5)[0]
+    with pytest.raises(ValueError, match="flops_unit must be one of kFLOP, MFLOP, GFLOP"):
+        CascadeView.of(RESULTS, flops_unit="TFLOP")
 
 
 @pytest.mark.parametrize("threshold", [0.0, 0.37, 0.999, 1.0, 1.01, 50.0, math.inf, np.float64(0.5)])

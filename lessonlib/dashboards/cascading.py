@@ -24,6 +24,7 @@ from ..costs.speculative import best_draft_len, expected_speedup, expected_token
 from ..models.cascade import CascadeResults, evaluate_cascade, pareto_frontier, single_models
 
 MAX_DRAFT_LEN = 16
+FLOP_UNITS = {"kFLOP": 1e3, "MFLOP": 1e6, "GFLOP": 1e9}
 COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2")
 
 
@@ -52,8 +53,13 @@ class CascadeView:
     target: float | None = None    # an accuracy to beat (e.g. the largest model's), drawn as a line
 
     @classmethod
-    def of(cls, results: CascadeResults, cost: str = "flops", target: float | None = None) -> CascadeView:
-        scale, unit = (1e9, "GFLOP") if cost == "flops" else (1e-3, "ms")
+    def of(cls, results: CascadeResults, cost: str = "flops", target: float | None = None,
+           flops_unit: str = "GFLOP") -> CascadeView:
+        """The view of ``results`` with costs in ``cost`` ("flops", shown in ``flops_unit``: kFLOP, MFLOP or
+        GFLOP; or measured "seconds", shown in ms) and an optional accuracy ``target`` line."""
+        if flops_unit not in FLOP_UNITS:
+            raise ValueError(f"flops_unit must be one of {', '.join(FLOP_UNITS)}, got {flops_unit!r}")
+        scale, unit = (FLOP_UNITS[flops_unit], flops_unit) if cost == "flops" else (1e-3, "ms")
         grid = np.append(np.arange(101) / 100, np.inf)
         curve = evaluate_cascade(results, grid, cost)
         alone = single_models(results, cost)
