@@ -23,6 +23,7 @@ from lessonlib.lessons.cascading import (
     greedy_tokens,
     oracle_routing,
     prompt_tokens,
+    random_routing,
     run_learner_speculative,
     separation,
     traffic,
@@ -81,6 +82,18 @@ def test_the_oracle_sends_each_query_to_the_cheapest_model_that_answers_it_right
     assert oracle.accuracy == 0.75 and oracle.cost == pytest.approx((1 + 10 + 100 + 1) / 4)
     with pytest.raises(ValueError, match="both be"):
         oracle_routing(correct, [[1, 2]])
+
+
+def test_random_routing_is_the_upper_envelope_of_the_models_alone():
+    costs, accuracies = [1, 10, 30, 12], [0.3, 0.7, 0.68, 0.5]      # the last two cost more than the second and
+    np.testing.assert_allclose(random_routing(costs, accuracies, [1, 5.5, 10, 20, 100]),      # are less accurate
+                               [0.3, 0.5, 0.7, 0.7, 0.7])
+    assert np.isnan(random_routing(costs, accuracies, 0.5))          # cheaper than the cheapest model: no mix
+    # a middle model above the chord stays on the envelope
+    assert random_routing([0, 1, 2], [0.0, 0.9, 1.0], 1) == pytest.approx(0.9)
+    assert random_routing([0, 1, 2], [0.0, 0.4, 1.0], 1) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="one number per model"):
+        random_routing([1, 2], [0.5], 1)
 
 
 def test_separation_is_the_area_under_the_roc_curve():

@@ -80,6 +80,32 @@ def oracle_routing(correct, cost) -> OracleRouting:
                          float(cost[first_right, queries].mean()))
 
 
+def random_routing(costs, accuracies, at) -> np.ndarray:
+    """The best accuracy that routing queries to the models *at random* reaches for a mean cost per query of
+    ``at`` (a number or an array): each model alone is a point (cost, accuracy), any mix of them lies on the
+    straight line between its points, so the best mix is the upper concave envelope of the points, and spending
+    more never has to lose accuracy (it can be left unspent). A cascade is worth its routing only above this."""
+    costs, accuracies = np.asarray(costs, float), np.asarray(accuracies, float)
+    if costs.shape != accuracies.shape or costs.ndim != 1 or len(costs) == 0:
+        raise ValueError(f"costs and accuracies must be one number per model; got shapes {costs.shape} and "
+                         f"{accuracies.shape}")
+    hull = []                                  # upper hull of the points, cheapest first
+    for i in np.lexsort((-accuracies, costs)):
+        point = (costs[i], accuracies[i])
+        if hull and point[1] <= hull[-1][1]:
+            continue                           # costs more, no more accurate: never worth mixing in
+        while len(hull) >= 2:
+            (x0, y0), (x1, y1) = hull[-2], hull[-1]
+            if (y1 - y0) * (point[0] - x0) <= (point[1] - y0) * (x1 - x0):   # hull[-1] lies under the chord
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    xs, ys = np.array([p[0] for p in hull]), np.array([p[1] for p in hull])
+    at = np.asarray(at, float)
+    return np.where(at < xs[0], np.nan, np.interp(at, xs, ys))
+
+
 def separation(correct, confidence) -> float:
     """How well a confidence tells right answers from wrong ones: the probability that a right answer is more
     confident than a wrong one (ties count half; the area under the ROC curve). 0.5: no better than chance;
