@@ -178,3 +178,5 @@ def test_the_timing_reports_layers_used_and_a_speedup_per_threshold():
     assert [t.threshold for t in timings] == [2.0, 0.0]
     assert timings[0].mean_layers == 4 and timings[1].mean_layers == 1
     assert all(t.seconds > 0 and t.speedup == t.plain_seconds / t.seconds for t in timings)
+    assert all(t.timing.seconds == t.seconds and t.plain_timing.seconds == t.plain_seconds for t in timings)
+    assert all(t.reliable == (t.timing.reliable and t.plain_timing.reliable) for t in timings)
