@@ -187,6 +187,19 @@ def test_splitting_and_taking_queries_keeps_every_array_aligned():
     assert RESULTS.take([4]).seconds.shape == (3, 1)
 
 
+def test_a_split_by_task_halves_every_task():
+    tasks = np.array(list("aaaabbbbbbcc"))
+    results = CascadeResults(["m"], [[True] * 12], [[0.5] * 12], [np.arange(12.0)], tasks=tasks)
+    for seed in range(5):
+        first, second = results.split(0.5, seed=seed, by_task=True)
+        assert sorted(first.tasks.tolist()) == sorted(second.tasks.tolist()) == list("aabbbc")
+        assert sorted(np.concatenate([first.flops[0], second.flops[0]]).tolist()) == list(range(12))
+    halves = [results.split(0.5, seed, by_task=True)[0].flops for seed in (0, 1)]
+    assert not np.array_equal(*halves)
+    with pytest.raises(ValueError, match="no tasks to stratify by"):
+        RESULTS.split(0.5, by_task=True)
+
+
 # -- per-query results of real models ----------------------------------------------------------------------------
 LINES = corpus.make_lines(6, seed=3, tasks="crsa")
 

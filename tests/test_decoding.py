@@ -266,5 +266,8 @@ def test_the_speedup_measurement_reports_consistent_numbers():
     assert timing.expected_tokens_per_pass == 5 and timing.stats.tokens_per_target_pass == 5
     assert timing.speedup == timing.target_seconds / timing.speculative_seconds > 0
     assert timing.expected_speedup == pytest.approx(5 / (4 * timing.cost_ratio + 1))
+    assert set(timing.timings) == {"target", "draft", "speculative"}
+    assert timing.timings["target"].seconds == timing.target_seconds and len(timing.timings["draft"].samples) == 1
+    assert timing.reliable == all(t.reliable for t in timing.timings.values())
     sampled = measure_speculative_speedup(TARGET, make(1), [PROMPT], 10, temperature=1.0, repeats=1, warmup=0)
     assert not sampled.identical and sampled.stats.new_tokens == 10
