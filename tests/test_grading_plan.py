@@ -130,3 +130,19 @@ def test_cells_go_back_to_the_lessons_order_and_student_cells_stay_with_their_ne
     ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in reordered]
     assert ids.index("q1_answer") < ids.index("q1_tests")
     assert reordered[ids.index("q2_answer") + 1] is helper
+
+
+def test_a_test_cell_that_looks_names_up_in_globals_keeps_what_it_names():
+    cells = [nbformat.v4.new_code_cell("import math\nHELPER = 2\nPLOT = [1]"),
+             nbformat.v4.new_code_cell("SCALE = 3"),
+             nbformat.v4.new_code_cell("CHART = [2]"),
+             nbformat.v4.new_code_cell('ok = callable(globals().get("HELPER")) or globals()["SCALE"] > 1\nok')]
+    cells[-1].metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "t",
+                                      "points": 1}
+    lesson_sources = frozenset(plan.normalize(c.source) for c in cells[:-1])
+    planned = plan.plan(cells, lesson_sources)
+    assert not planned.dynamic
+    assert [c.skip for c in planned.cells] == [False, False, True, False]
+    cells.insert(3, nbformat.v4.new_code_cell('print(globals()["CH" + "ART"])'))   # a learner's lookup: unknown
+    planned = plan.plan(cells, lesson_sources)
+    assert planned.dynamic and not planned.skipped

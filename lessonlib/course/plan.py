@@ -20,11 +20,13 @@ IPython's own transformation of magics):
     filters, logging, ``setattr``, ``exec``, magics...), no assignment into a module's attributes, no star import.
 Nothing after the last test cell runs: it cannot change a score. Before it, test, answer and student cells always
 run. A notebook whose kept cells read names dynamically (``globals()``, ``eval``, ``exec``, ``_``/``Out``) keeps
-everything before its last test; the course's own ``yours_or_reference("name", globals(), ...)`` counts as reading
-``name`` (it only reads the namespace). The learner's notebook is unchanged; only the copy being
-graded skips cells. What the analysis cannot see is state hidden inside library calls, chiefly the global random
-generator: the course's tests use their own seeded generators, and tests/test_class_grading.py proves on every
-lesson's solution, blank release and wrong answers that skipping changes no score.
+everything before its last test, with two exceptions for the course's own code: ``yours_or_reference("name",
+globals(), ...)`` counts as reading ``name`` (it only reads the namespace), and a test cell (nbgrader's checksummed
+original) that uses ``globals()`` counts as reading every name it spells out in a string. The learner's notebook is
+unchanged; only the copy being graded skips cells. What the analysis cannot see is state hidden inside library
+calls, chiefly the global random generator: the course's tests use their own seeded generators, and
+tests/test_class_grading.py proves on every lesson's solution, blank release and wrong answers that skipping
+changes no score.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ class CellFacts:
     module_calls: frozenset[tuple[str, str]]   # (name, method) of state-changing calls on a name: torch.manual_seed
     effects: tuple[str, ...]       # why it may change state beyond its own names
     parsed: bool = True
+    literals: frozenset[str] = frozenset()     # string constants that are identifiers (names globals() may look up)
 
 
 @dataclass
@@ -109,9 +112,12 @@ def facts(source: str) -> CellFacts:
     visitor.visit(tree)
     binds, reads = _scoped_names(python)
     reads = {name for name in reads if name not in binds} | (reads & _loaded_before_bound(tree))
+    literals = {node.value for node in ast.walk(tree)
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.isidentifier()}
     return CellFacts(frozenset(binds | visitor.binds_global), frozenset(reads | visitor.named_reads),
                      frozenset(visitor.imports),
-                     frozenset(visitor.mutates), frozenset(visitor.module_calls), tuple(sorted(visitor.effects)))
+                     frozenset(visitor.mutates), frozenset(visitor.module_calls), tuple(sorted(visitor.effects)),
+                     literals=frozenset(literals))
 
 
 def _loaded_before_bound(tree: ast.Module) -> set[str]:
@@ -445,7 +451,11 @@ def plan(cells: list, lesson_sources: frozenset[str], release_tests: dict[str, s
                 cell.skip = True
                 continue
             cell.kept_for = sorted(touches & needed)
-        if f.reads & DYNAMIC_READS and cell.role != LESSON:
+        dynamic = f.reads & DYNAMIC_READS
+        if dynamic and cell.role == TEST and dynamic <= {"globals"}:
+            # the instructor's test looks names up in globals() by name: every name it spells out may be read
+            needed |= f.literals
+        elif dynamic and cell.role != LESSON:
             result.dynamic = True
         needed |= f.reads
     if result.dynamic:
