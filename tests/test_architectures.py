@@ -1,5 +1,7 @@
 """lessonlib.lessons.architectures: lesson 02's side-by-side measurement and the adapters that run the learner's
 attention and rolling cache inside the model."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -17,6 +19,8 @@ from lessonlib.lessons.architectures import (
 from lessonlib.models.checkpoints import load_answers, load_pretrained
 from lessonlib.models.evaluation import answers_right, exact_match, report_questions
 from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
+
+from .tiny_models import assert_options_balanced
 
 PROMPTS = torch.randint(0, 41, (2, 6), generator=torch.Generator().manual_seed(1))
 
@@ -146,18 +150,5 @@ def test_positions_read_shows_what_a_ring_returns_and_in_which_order():
 
 def test_lesson_02_multiple_choice_options_do_not_give_the_answer_away_by_length():
     """Balanced options: the longest at most 1.2x the shortest (the same rule as lesson 00's)."""
-    import re
-    from pathlib import Path
-
-    import nbformat
-
-    path = Path(__file__).resolve().parents[1] / "solutions" / "02_efficient_architectures" / \
-        "02_efficient_architectures.ipynb"
-    found = 0
-    for cell in nbformat.read(path, as_version=4).cells:
-        options = re.findall(r"^- \*\*([A-E])\.\*\* (.+?)(?=\n- \*\*|\Z)", cell.source, re.S | re.M)
-        if options:
-            found += 1
-            lengths = [len(" ".join(text.split())) for _, text in options]
-            assert max(lengths) <= 1.2 * min(lengths), f"option lengths {lengths}: balance them"
-    assert found
+    lesson = "02_efficient_architectures"
+    assert_options_balanced(Path(__file__).resolve().parents[1] / "solutions" / lesson / f"{lesson}.ipynb")

@@ -52,7 +52,9 @@ def _wait_for_report(page, text, timeout=10_000):
 
 
 # Per lesson: text of the dashboard's report, its initial state, the slider to move to its end, what it then says.
-DASHBOARDS = {"04_cascading": ("tokens per round", "Draft 4 tokens", "draft length", "Draft 16 tokens")}
+DASHBOARDS = {"02_efficient_architectures": ("tokens per conversation", "4,096 tokens per conversation", "context",
+                                             "131,072 tokens per conversation"),
+              "04_cascading": ("tokens per round", "Draft 4 tokens", "draft length", "Draft 16 tokens")}
 BATCH_DASHBOARD = ("tokens/s", "batch 1,", "batch", "batch 1024")
 
 

@@ -23,21 +23,14 @@ from lessonlib.models.cascade import (
 from lessonlib.models.checkpoints import load_pretrained
 from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.evaluation import exact_match
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
+from .tiny_models import one_thread, random_model  # noqa: F401 (a fixture)
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed=0, **changes):
-    torch.manual_seed(seed)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32) | changes
-    return TinyGPT(TinyGPTConfig(**config)).eval()
+    return random_model(seed, varied=False, **changes)
 
 
 # Three models, five queries: who is right, how sure, what it costs (FLOPs, seconds).

@@ -2,10 +2,8 @@
 a confidence separates right from wrong, the learner's cascade and speculative loop run on the course's models;
 the references agree with lessonlib's own implementations."""
 import math
-import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -29,28 +27,17 @@ from lessonlib.lessons.cascading import (
     traffic,
 )
 from lessonlib.models.cascade import CascadeResults, choose_threshold, evaluate_cascade
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
+
+from .tiny_models import assert_options_balanced, one_thread, random_model  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed=0, **changes):
-    """A random model whose greedy text varies (see tests/test_decoding.py)."""
-    torch.manual_seed(seed)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32) | changes
-    model = TinyGPT(TinyGPTConfig(**config)).eval()
-    with torch.no_grad():
-        model.wpe.weight.normal_(0, 0.5)
-        model.ln_f.weight.mul_(30)
-    return model
+    return random_model(seed, varied=True, **changes)
 
 
 def random_results(seed, m=3, n=60):
@@ -177,12 +164,4 @@ def test_conversations_per_gpu_is_the_largest_batch_within_memory_and_latency(na
 
 def test_lesson_04_multiple_choice_options_do_not_give_the_answer_away_by_length():
     """Balanced options: the longest at most 1.2x the shortest (the same rule as lessons 00 and 02)."""
-    path = REPO / "solutions" / "04_cascading" / "04_cascading.ipynb"
-    found = 0
-    for cell in nbformat.read(path, as_version=4).cells:
-        options = re.findall(r"^- \*\*([A-E])\.\*\* (.+?)(?=\n- \*\*|\Z)", cell.source, re.S | re.M)
-        if options:
-            found += 1
-            lengths = [len(" ".join(text.split())) for _, text in options]
-            assert max(lengths) <= 1.2 * min(lengths), f"option lengths {lengths}: balance them"
-    assert found
+    assert_options_balanced(REPO / "solutions" / "04_cascading" / "04_cascading.ipynb")

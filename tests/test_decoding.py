@@ -17,28 +17,14 @@ from lessonlib.models.decoding import (
     sampling_distribution,
     speculative_generate,
 )
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
+from .tiny_models import one_thread, random_model  # noqa: F401 (a fixture)
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a busy machine (no thread pool to wake)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed=0, **changes):
-    """A random model whose greedy text varies: large random positions drown the input token, and a sharp final
-    norm makes the logits decisive (a freshly initialized model just repeats one token)."""
-    torch.manual_seed(seed)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32) | changes
-    model = TinyGPT(TinyGPTConfig(**config)).eval()
-    with torch.no_grad():
-        model.wpe.weight.normal_(0, 0.5)
-        model.ln_f.weight.mul_(30)
-    return model
+    return random_model(seed, varied=True, **changes)
 
 
 TARGET = make(0)

@@ -19,26 +19,14 @@ from lessonlib.models.early_exit import (
     train_exit_heads,
 )
 from lessonlib.models.evaluation import exact_match
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
+from .tiny_models import one_thread, random_model  # noqa: F401 (a fixture)
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed=0, **changes):
-    """A random 4-layer model whose greedy text varies (large random positions, a sharp final norm)."""
-    torch.manual_seed(seed)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=4, n_heads=4, hidden_size=32) | changes
-    model = TinyGPT(TinyGPTConfig(**config)).eval()
-    with torch.no_grad():
-        model.wpe.weight.normal_(0, 0.5)
-        model.ln_f.weight.mul_(30)
-    return model
+    return random_model(seed, **({"n_layers": 4} | changes))
 
 
 PROMPTS = torch.randint(0, 41, (3, 6), generator=torch.Generator().manual_seed(1))
