@@ -5,7 +5,7 @@ some wrong and one missing: the partial one, with wrong answers from tests/wrong
 and then does one thing: loops forever, exhausts memory, forks, exits or
 crashes its kernel, edits/deletes/moves test cells, corrupts its JSON, fakes equality, patches the grading
 helper, reads solutions/ or another student's folder, writes the gradebook, reaches for the network, floods its
-output or its disk. ``expect`` is the score of every autograded test cell (``FULL`` for the rest); ``notes`` are
+output or its disk, or changes grading metadata and cell ids. ``expect`` is the score of every autograded test cell (``FULL`` for the rest); ``notes`` are
 words the class report must say about it.
 """
 from __future__ import annotations
@@ -145,6 +145,31 @@ with open("big.bin", "wb") as f:
     block = [moved.cells.pop(_index(moved, gid)) for gid in ("q4_latency_answer", "q4_latency_tests")]
     moved.cells[0:0] = block                                         # exercise 4a first
     add(flat("cells_reordered", moved), notes=["out of the lesson's order"])
+    # grading metadata and cell ids changed (as a JSON editor would): nbgrader restores its own, and says so
+    retagged = copy.deepcopy(good)
+    meta = retagged.cells[_index(retagged, "q2_kv_tests")].metadata.nbgrader
+    meta["grade"], meta["points"] = False, 100                       # a test cell no longer graded
+    meta = retagged.cells[_index(retagged, "q2_batch_answer")].metadata.nbgrader
+    meta.update(grade=True, solution=False, locked=True, points=50)  # an answer cell turned into a test
+    retagged.cells[_index(retagged, "q3_tests")].cell_type = "markdown"
+    for cell in retagged.cells:
+        cell["id"] = "same"                                          # duplicated cell ids
+    add(Student("changed_metadata", f"changed_metadata_{NOTEBOOK}", json.dumps(retagged).encode()),
+        notes=["grading metadata", "q2_kv_tests", "q2_batch_answer", "q3_tests"])
+    bonus = copy.deepcopy(release)
+    for grade_id in POINTS:
+        cell = bonus.cells[_index(bonus, grade_id)]
+        cell.source = str(POINTS[grade_id])                          # every test replaced by its full points
+        cell.metadata.nbgrader["points"] = 1000
+    made_up = nbformat.v4.new_code_cell("50")
+    made_up.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "grade_id": "bonus",
+                                    "points": 50, "schema_version": 3}
+    copied = copy.deepcopy(bonus.cells[_index(bonus, "q1_tests")])  # a second copy of a test cell
+    no_id = nbformat.v4.new_code_cell("5")
+    no_id.metadata["nbgrader"] = {"grade": True, "points": 5}       # grading metadata without a grade_id
+    bonus.cells += [made_up, copied, no_id]
+    add(flat("awards_itself_points", bonus), expect=ZERO,
+        notes=["bonus", "score nothing", "q1_tests appeared more than once", "q1_tests was edited"])
     broken = nbformat.writes(good).encode()[:5000]
     add(Student("invalid_json", f"invalid_json_{NOTEBOOK}", broken), expect=ZERO,
         notes=["not a readable notebook"], status="unreadable")

@@ -363,3 +363,23 @@ def test_without_bubblewrap_grading_still_works_and_says_what_does_not_hold(tmp_
     assert gradebook_scores(root, assignment)["alice"] == {"q1_tests": 8, "q2_tests": 2, "q3_kv_tests": 3,
                                                            "q3_flops_tests": 2, "q3_trade_tests": 1}
     assert "NOT CONFINED: bubblewrap switched off for this test" in report.summary()
+
+
+def test_a_long_temporary_folder_leaves_room_for_the_kernels_sockets(tmp_path):
+    """A Unix socket's path fits in 104-108 bytes; macOS's temporary folder alone is ~50 characters, and every
+    kernel failed to start when its sockets went below it."""
+    from lessonlib.course.limits import Limits
+    from lessonlib.course.sandbox import Sandbox
+
+    deep = tmp_path / ("x" * 60) / ("y" * 60)
+    deep.mkdir(parents=True)
+    sandbox = Sandbox(probe(), Limits(), parent=deep)
+    try:
+        assert len(str(sandbox.runtime / "k100-12345")) < 104, sandbox.runtime
+        assert sandbox.input.is_relative_to(deep)
+    finally:
+        sandbox.cleanup()
+    assert not sandbox.runtime.exists() and not sandbox.folder.exists()
+    short = Sandbox(probe(), Limits(), parent=tmp_path)
+    short.cleanup()
+    assert short.runtime.parent == short.folder or len(str(short.folder / "runtime")) > 80

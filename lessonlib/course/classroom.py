@@ -42,7 +42,7 @@ from tqdm import tqdm
 from .autograde import find_course_root
 from .config import configured_limits
 from .limits import Limits
-from .nbgrader_steps import ReplayExecution, RestoreCells, in_folder, nbgrader_app, register_assignment
+from .nbgrader_steps import SANITIZERS, ReplayExecution, in_folder, nbgrader_app, register_assignment
 from .sandbox import Isolation, probe
 from .submission import Job, Lesson, Outcome, grade_job, set_slot, worker_threads
 
@@ -213,11 +213,8 @@ class ClassGrader:
         from nbgrader.preprocessors import (
             AssignLatePenalties,
             CheckCellMetadata,
-            ClearOutput,
-            DeduplicateIds,
             IgnorePattern,
             LimitOutput,
-            OverwriteKernelspec,
             SaveAutoGrades,
         )
         from traitlets.config import Config
@@ -225,8 +222,7 @@ class ClassGrader:
         app = nbgrader_app(AutogradeApp, self.root, [assignment])
         app.coursedir.assignment_id = assignment
         config = Config()
-        config.Autograde.sanitize_preprocessors = [ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreCells,
-                                                   CheckCellMetadata]
+        config.Autograde.sanitize_preprocessors = list(SANITIZERS)     # the workers' own, in the same order
         config.Autograde.autograde_preprocessors = [ReplayExecution, IgnorePattern, ClearMetadataPreprocessor,
                                                     LimitOutput, SaveAutoGrades, AssignLatePenalties,
                                                     CheckCellMetadata]

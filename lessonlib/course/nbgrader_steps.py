@@ -60,14 +60,47 @@ class RestoreCells(OverwriteCells):
                 nb.cells.append(cell)
         return nb, resources
 
+    def preprocess(self, nb, resources):
+        self._roles = None
+        return super().preprocess(nb, resources)
+
+    def _source_roles(self) -> dict[str, dict]:
+        """grade_id -> the nbgrader flags the gradebook's source notebook gives that cell (read once)."""
+        if self._roles is None:
+            source = self.gradebook.find_notebook(self.notebook_id, self.assignment_id)
+            points = {c.name: c.max_score for c in [*source.grade_cells, *source.task_cells]}
+            solutions = {c.name for c in source.solution_cells}
+            tasks = {c.name for c in source.task_cells}
+            self._roles = {c.name: {"grade": c.name in points, "solution": c.name in solutions,
+                                    "task": c.name in tasks, "points": points.get(c.name)}
+                           for c in source.source_cells}
+        return self._roles
+
     def preprocess_cell(self, cell, resources, cell_index):
-        """As nbgrader's, and a graded cell this assignment does not have (from another notebook, or made up)
-        becomes a plain cell instead of keeping half of its grading metadata."""
-        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        """As nbgrader's, with the cell's grading flags (grade, solution, task, points) first put back to the
+        gradebook's: nbgrader restores a test cell's source, locked flag and points, but not its grade and
+        solution flags, so a test cell the student marked as not graded (or an answer cell marked as a test worth
+        points) stopped its autograde with "Inconsistent checksums" or a missing grade cell. A cell with grading
+        metadata but no grade_id, or with one this assignment does not have (from another notebook, made up, or a
+        duplicate nbgrader's DeduplicateIds emptied), becomes a plain cell: nbgrader's own add-back of task cells
+        fails on grading metadata without a grade_id."""
         meta = cell.metadata.get("nbgrader")
-        if meta and "grade_id" not in meta:
-            cell.metadata.nbgrader = {}
-        return cell, resources
+        if meta is not None:
+            role = self._source_roles().get(meta.get("grade_id")) if isinstance(meta, dict) else None
+            if role is None:
+                del cell.metadata["nbgrader"]
+                return cell, resources
+            for flag in ("grade", "solution", "task"):
+                if bool(meta.get(flag)) != role[flag]:
+                    if flag != "task" or role[flag]:
+                        meta[flag] = role[flag]
+                    else:
+                        meta.pop(flag)
+            if role["grade"] or role["task"]:
+                meta["points"] = role["points"]
+            else:
+                meta.pop("points", None)
+        return super().preprocess_cell(cell, resources, cell_index)
 
     def report_change(self, name, attr, old, new):
         if attr == "checksum":
@@ -76,7 +109,21 @@ class RestoreCells(OverwriteCells):
             super().report_change(name, attr, old, new)
 
 
-SANITIZERS = (ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreCells, CheckCellMetadata)
+class DropMalformedMetadata(NbGraderPreprocessor):
+    """Grading metadata without a usable grade_id (not a dict, no grade_id, not a string) is removed before
+    nbgrader's own steps, which index ``metadata.nbgrader["grade_id"]`` and fail on it: the cell is graded as a
+    plain cell, as a cell the student added."""
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        meta = cell.metadata.get("nbgrader")
+        if meta is not None and not (isinstance(meta, dict) and isinstance(meta.get("grade_id"), str)
+                                     and meta["grade_id"]):
+            del cell.metadata["nbgrader"]
+        return cell, resources
+
+
+SANITIZERS = (DropMalformedMetadata, ClearOutput, DeduplicateIds, OverwriteKernelspec, RestoreCells,
+              CheckCellMetadata)
 
 
 def sanitize(nb: NotebookNode, db_url: str, assignment: str, notebook: str, student: str) -> NotebookNode:

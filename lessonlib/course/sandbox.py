@@ -43,6 +43,9 @@ from .limits import MB, Limits
 HOME = "/home/student"          # the kernel's home and working folder inside the sandbox
 INPUT = "/input"                # the student's files, read-only, copied into HOME at start
 DEFAULT_UID_BASE = 64000        # kernels of worker slot k run as uid DEFAULT_UID_BASE + k when grading as root
+# The kernel's sockets are <runtime>/k<N>-<port>: a Unix socket's path must fit in 108 bytes on Linux and 104 on
+# macOS (whose temporary folder alone is ~50 characters). A runtime folder longer than this goes to /tmp instead.
+RUNTIME_PATH_MAX = 80
 ETC_FILES = ("ld.so.cache", "localtime", "nsswitch.conf", "passwd", "group", "hosts", "mime.types")
 
 
@@ -157,9 +160,12 @@ class Sandbox:
         self.folder = Path(tempfile.mkdtemp(prefix="coursegrade-sandbox-", dir=parent))
         self.folder.chmod(0o711)
         self.input = self.folder / "input"
-        self.runtime = self.folder / "runtime"
         self.input.mkdir()
-        self.runtime.mkdir()
+        self.runtime = self.folder / "runtime"
+        if len(str(self.runtime)) <= RUNTIME_PATH_MAX:
+            self.runtime.mkdir()
+        else:     # a long temporary folder (macOS, pytest's): every kernel would fail to bind its sockets
+            self.runtime = Path(tempfile.mkdtemp(prefix="coursegrade-", dir=_short_folder()))
         self.runtime.chmod(0o777)   # the kernel, possibly another uid, creates its sockets here
         self.uid = sandbox_uid(slot, uid_base) if isolation.confined and isolation.as_root else None
         self.home = HOME if isolation.confined else str(self.folder / "home")
@@ -241,6 +247,12 @@ class Sandbox:
 
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+        shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+def _short_folder() -> str:
+    """A folder with a short path for the kernel's sockets: /tmp where there is one (Linux, macOS)."""
+    return "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else tempfile.gettempdir()
 
 
 def sandbox_processes(launcher_pid: int) -> list[tuple[int, int]]:

@@ -43,6 +43,7 @@ class Lesson:
     release_tests: dict[str, str]       # grade_id -> test cell source as released (hidden tests removed)
     data_folder: str                    # solutions/<assignment>: its non-notebook files are copied in
     answer_names: dict[str, frozenset[str]] = field(default_factory=dict)   # answer grade_id -> names it binds
+    graded_cells: dict[str, tuple] = field(default_factory=dict)   # grade_id -> its grading metadata, as released
 
     @classmethod
     def read(cls, source_notebook: Path, release_notebook: Path) -> Lesson:
@@ -58,8 +59,51 @@ class Lesson:
                  if plans.role_of(c, frozenset()) == plans.TEST}
         answers = {c.metadata["nbgrader"]["grade_id"]: plans.facts(c.source).binds for c in source.cells
                    if c.cell_type == "code" and plans.role_of(c, frozenset()) == plans.ANSWER}
+        graded = {c.metadata["nbgrader"]["grade_id"]: grading_metadata(c) for c in release.cells
+                  if c.metadata.get("nbgrader", {}).get("grade_id")}
         return cls(source_notebook.parent.name, source_notebook.stem, positions, lesson, tests,
-                   str(source_notebook.parent), answers)
+                   str(source_notebook.parent), answers, graded)
+
+
+def grading_metadata(cell) -> tuple | None:
+    """What nbgrader grades a cell by: its type, flags and points (None without usable grading metadata)."""
+    meta = cell.get("metadata", {}).get("nbgrader")
+    if not isinstance(meta, dict):
+        return None
+    return (cell.get("cell_type"), bool(meta.get("grade")), bool(meta.get("solution")), bool(meta.get("locked")),
+            meta.get("points") if meta.get("grade") else None)
+
+
+def tampering_notes(cells: list, lesson: Lesson) -> list[str]:
+    """What the student changed in the graded cells (before nbgrader's sanitizing puts the originals back)."""
+    notes = []
+    submitted: dict[str, list] = {}
+    for cell in cells:
+        meta = cell.get("metadata", {}).get("nbgrader")
+        grade_id = meta.get("grade_id") if isinstance(meta, dict) else None
+        if isinstance(grade_id, str):
+            submitted.setdefault(grade_id, []).append(cell)
+    for grade_id, released in lesson.release_tests.items():
+        found = submitted.get(grade_id, [])
+        if not found:
+            notes.append(f"test cell {grade_id} was missing from the submission; the original was added back and "
+                         "run")
+        elif any(plans.normalize(c.get("source", "")) != plans.normalize(released) for c in found):
+            notes.append(f"test cell {grade_id} was edited in the submission; the original was run")
+    changed = sorted(grade_id for grade_id, found in submitted.items() if grade_id in lesson.graded_cells
+                     and any(grading_metadata(c) != lesson.graded_cells[grade_id] for c in found))
+    if changed:
+        notes.append(f"the grading metadata (type, graded/answer/locked flags, points) of {', '.join(changed)} was "
+                     "changed in the submission; the course's was used")
+    duplicated = sorted(grade_id for grade_id, found in submitted.items() if len(found) > 1)
+    if duplicated:
+        notes.append(f"cells {', '.join(duplicated)} appeared more than once; nbgrader graded the last copy of each "
+                     "and ran the others as the student's own cells")
+    unknown = sorted(grade_id for grade_id in submitted if grade_id not in lesson.graded_cells)
+    if unknown:
+        notes.append(f"graded cells this lesson does not have ({', '.join(unknown)}) were run as the student's own "
+                     "cells and score nothing")
+    return notes
 
 
 @dataclass(frozen=True)
@@ -130,15 +174,8 @@ def _grade(job: Job) -> Outcome:
         outcome.phases[name] = time.monotonic() - mark
         mark = time.monotonic()
 
-    submitted_tests = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-                       if plans.role_of(c, frozenset()) == plans.TEST}
+    outcome.notes += tampering_notes(nb.cells, lesson)
     nb = sanitize(nb, job.db_url, lesson.assignment, lesson.notebook, job.student)
-    for grade_id, released in lesson.release_tests.items():
-        if grade_id not in submitted_tests:
-            outcome.notes.append(f"test cell {grade_id} was missing from the submission; the original was added "
-                                 "back and run")
-        elif plans.normalize(submitted_tests[grade_id]) != plans.normalize(released):
-            outcome.notes.append(f"test cell {grade_id} was edited in the submission; the original was run")
     order = plans.lesson_order(nb.cells, lesson.source_positions)
     if order != sorted(order):
         outcome.notes.append("cells were out of the lesson's order; graded in the lesson's order")
