@@ -5,8 +5,8 @@ some wrong and one missing: the partial one, with wrong answers from tests/wrong
 and then does one thing: loops forever, exhausts memory, forks, exits or
 crashes its kernel, edits/deletes/moves test cells, corrupts its JSON, fakes equality, patches the grading
 helper, reads solutions/ or another student's folder, writes the gradebook, reaches for the network, floods its
-output or its disk, or changes grading metadata and cell ids. ``expect`` is the score of every autograded test cell (``FULL`` for the rest); ``notes`` are
-words the class report must say about it.
+output or its disk, or changes grading metadata and cell ids. ``expect`` is the score of every autograded test
+cell (``FULL`` for the rest); ``notes`` are words the class report must say about it.
 """
 from __future__ import annotations
 

@@ -115,11 +115,22 @@ def processes_of_sandbox_uids() -> list[str]:
     return found
 
 
+def require_sandbox() -> None:
+    """The fixture class is hostile (it reads solutions/, overwrites the gradebook, reaches the network): it is
+    graded only where bubblewrap confines it. On Linux a missing bubblewrap fails (.ci/run installs it); one that
+    is installed but cannot create namespaces here (a container without the privilege) skips, saying why; the
+    unconfined fallback is tested on its own (test_without_bubblewrap_...)."""
+    isolation = probe()
+    if isolation.confined:
+        return
+    if sys.platform.startswith("linux") and shutil.which("bwrap") is None:
+        pytest.fail(f"class grading tests check the real isolation: {isolation.reason}")
+    pytest.skip(f"the hostile class cannot be graded safely here, so its isolation is not tested: {isolation.reason}")
+
+
 @pytest.fixture(scope="module")
 def graded_class(tmp_path_factory) -> ClassRun:
-    if sys.platform.startswith("linux"):
-        assert probe().confined, ("class grading tests check the real isolation: install bubblewrap "
-                                  f"(apt-get install bubblewrap); {probe().reason}")
+    require_sandbox()
     root = fresh_course(tmp_path_factory.mktemp("class") / "course")
     with open(root / "nbgrader_config.py", "a") as config:   # quicker limits for the runaway submissions
         config.write("\nc.ClassGrading.cell_seconds = 20\nc.ClassGrading.memory_mb = 2048\n")

@@ -79,6 +79,9 @@ def test_a_name_rebound_before_it_is_used_is_not_read_from_an_earlier_cell():
     assert "rows" in plan.facts("if ok:\n    rows = []\nrows.append(1)").reads   # bound on one branch only
     assert "rows" in plan.facts("def show():\n    print(rows)\nshow()\nrows = []").reads
     assert "x" in plan.facts("x = 1\ndel x\nprint(x)").reads                # deleted, then read
+    assert "rows" in plan.facts("with suppress(KeyError):\n    rows = f()\nprint(rows)").reads   # may not run
+    assert "rows" in plan.facts("try:\n    rows = f()\nexcept KeyError:\n    pass\nprint(rows)").reads
+    assert "rows" not in plan.facts("with open('f') as f:\n    rows = f.read()\nprint(rows)").reads
 
 
 def test_the_course_fallback_helper_reads_one_name_and_is_not_a_dynamic_lookup():

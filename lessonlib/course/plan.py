@@ -52,6 +52,9 @@ EFFECT_CALLS = frozenset({
 # the argument before it: a call like ``yours_or_reference("count_params", globals(), ...)`` reads
 # ``count_params``, and is not the dynamic lookup (or the namespace write) a bare ``globals()`` could be.
 NAMESPACE_READERS = {"yours_or_reference": 0}   # function name -> position of the name it reads
+# Context managers that may swallow an exception, so that the statements after their block run although the
+# block stopped early (its bindings count as conditional).
+SUPPRESSING = frozenset({"suppress", "ExitStack", "AsyncExitStack"})
 DYNAMIC_READS = frozenset({"globals", "locals", "vars", "eval", "exec", "_", "__", "___", "Out", "In", "_oh",
                            "_ih", "get_ipython"})
 HIDDEN_BEGIN, HIDDEN_END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
@@ -124,8 +127,9 @@ def _loaded_before_bound(tree: ast.Module) -> set[str]:
     """Names the cell may load before it has bound them itself, so their value can come from an earlier cell.
 
     Statements are followed in order: an unconditional binding at the top level of the cell (``rows = []``,
-    an import, a ``def``, the body of a ``with``) covers the loads after it; a binding inside a loop, a branch or
-    a ``try`` covers only the loads after it in that same block. A function body's loads count at its ``def``.
+    an import, a ``def``, the body of a ``with``) covers the loads after it; a binding inside a loop, a branch, a
+    ``try`` or a ``with`` that may swallow an exception (``contextlib.suppress``) covers only the loads after it
+    in that same block. A function body's loads count at its ``def``.
     Everything else is a possible load of the earlier value (an over-approximation: loads in comprehensions and
     lambdas are included here, and :func:`_scoped_names` removes their local names)."""
     early: set[str] = set()
@@ -197,7 +201,10 @@ def _loaded_before_bound(tree: ast.Module) -> set[str]:
                 loads(item.context_expr, bound)
                 if item.optional_vars is not None:
                     bind_target(item.optional_vars, bound)
-            block(node.body, bound)
+            if any(_callee(getattr(item.context_expr, "func", None)) in SUPPRESSING for item in node.items):
+                block(node.body, set(bound))   # the body may stop early and go on after the block: a branch
+            else:
+                block(node.body, bound)
         elif isinstance(node, ast.Delete):
             for target in node.targets:
                 if isinstance(target, ast.Name):
