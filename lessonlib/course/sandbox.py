@@ -98,14 +98,18 @@ def probe() -> Isolation:
         return Isolation(None, as_root, rlimits, "bubblewrap is not installed (Debian/Ubuntu: "
                                                  "`sudo apt-get install bubblewrap`; Fedora: `sudo dnf install "
                                                  "bubblewrap`)")
+    # the options the sandbox uses beyond namespaces too (--size, --chmod): an old bubblewrap lacks them
     trial = [bwrap, *_namespace_args(as_root), "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-             "--", "true"]
+             "--size", str(MB), "--tmpfs", "/tmp", "--chmod", "1777", "/tmp", "--", "true"]
     try:
         result = subprocess.run(trial, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as error:
         return Isolation(None, as_root, rlimits, f"bubblewrap failed to start: {error}")
     if result.returncode != 0:
         detail = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit {result.returncode}"
+        if "nknown option" in detail:
+            return Isolation(None, as_root, rlimits, f"this bubblewrap is too old for the sandbox ({detail}); "
+                                                     "bubblewrap 0.8 (Debian 12) or newer works")
         return Isolation(None, as_root, rlimits,
                          f"bubblewrap cannot create namespaces here ({detail}); unprivileged user namespaces may "
                          "be disabled (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04 the "
