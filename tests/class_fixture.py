@@ -224,6 +224,10 @@ for path in ({str(solutions)!r}, {str(neighbour)!r}, {str(course_root / "gradebo
         print("READ", path)
     except OSError as error:
         print("cannot read", path, type(error).__name__)
+import glob
+for path in glob.glob("**/*.ipynb", recursive=True) + glob.glob("/tmp/**/*.ipynb", recursive=True):
+    if "BEGIN HIDDEN" + " TESTS" in open(path).read():     # a copy of the source notebook within reach
+        print("READ", path)
 source = json.load(open({str(solutions)!r}))
 for cell in source["cells"]:
     if cell["metadata"].get("nbgrader", {{}}).get("solution"):

@@ -174,11 +174,14 @@ class Sandbox:
         self.uid = sandbox_uid(slot, uid_base) if isolation.confined and isolation.as_root else None
         self.home = HOME if isolation.confined else str(self.folder / "home")
 
-    def add_files(self, source: Path, skip: tuple[str, ...] = ()) -> None:
-        """Copy a folder's files (the student's submission, the assignment's data files) into the sandbox."""
+    def add_files(self, source: Path, skip: tuple[str, ...] = (), notebooks: bool = True) -> None:
+        """Copy a folder's files (the student's submission, the assignment's data files) into the sandbox;
+        ``notebooks=False`` leaves out every ``.ipynb`` (the source folder's hold the solutions and hidden tests)."""
         for path in sorted(Path(source).rglob("*")):
             relative = path.relative_to(source)
             if path.is_symlink() or any(part in skip for part in relative.parts):
+                continue
+            if not notebooks and path.suffix == ".ipynb":
                 continue
             target = self.input / relative
             if path.is_dir():

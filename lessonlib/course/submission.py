@@ -195,10 +195,12 @@ def _grade(job: Job) -> Outcome:
         if font_cache is not None:
             shutil.copyfile(font_cache, sandbox.runtime / font_cache.name)
         sandbox.add_files(Path(job.submitted))
-        sandbox.add_files(Path(lesson.data_folder), skip=(".ipynb_checkpoints",))
-        for stray in sandbox.input.glob("*.ipynb"):
-            if stray.name != path.name:
-                stray.unlink()     # the source folder's notebooks (hidden tests) never go in
+        # the assignment's data files, as nbgrader copies them, but never its notebooks: the source notebook has the
+        # student's notebook's name and holds the solutions and the hidden tests
+        sandbox.add_files(Path(lesson.data_folder), skip=(".ipynb_checkpoints",), notebooks=False)
+        for stray in sandbox.input.rglob("*.ipynb"):
+            if stray != sandbox.input / path.name:
+                stray.unlink()     # other notebooks the student uploaded are not graded
         phase("sandbox files")
         executed, report = run_submission(nb, cell_plan, sandbox, job.limits,
                                           guard_settings(cell_plan, nb.cells))
