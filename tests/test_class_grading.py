@@ -394,3 +394,19 @@ def test_a_long_temporary_folder_leaves_room_for_the_kernels_sockets(tmp_path):
     short = Sandbox(probe(), Limits(), parent=tmp_path)
     short.cleanup()
     assert short.runtime.parent == short.folder or len(str(short.folder / "runtime")) > 80
+
+
+def test_a_notebook_too_large_to_read_is_not_read(tmp_path, monkeypatch):
+    """The worker reads a notebook whole, outside the sandbox: one above the size limit scores 0 and says why."""
+    from lessonlib.course import submission
+
+    assignment = "00_orientation"
+    root = fresh_course(tmp_path / "course", [assignment])
+    (root / "submitted" / "huge" / assignment).mkdir(parents=True)
+    shutil.copy(REPO / "notebooks" / assignment / f"{assignment}.ipynb", root / "submitted" / "huge" / assignment)
+    monkeypatch.setattr(submission, "MAX_NOTEBOOK_BYTES", 1000)
+    report = ClassGrader(root, workers=1, progress=False, in_process=True).autograde(assignment)
+    result = report.by_student()["huge"]
+    assert result.status == "unreadable" and "too large to grade" in " ".join(result.notes), report.summary()
+    assert gradebook_scores(root, assignment)["huge"] == dict.fromkeys(
+        ["q1_tests", "q2_tests", "q3_kv_tests", "q3_flops_tests", "q3_trade_tests"], 0)

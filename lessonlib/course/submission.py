@@ -30,6 +30,9 @@ from .limits import Limits
 from .nbgrader_steps import sanitize
 from .sandbox import Isolation, Sandbox, python_roots
 
+# A notebook is read whole by the grading worker, outside the sandbox: a larger one is not graded (the course's
+# notebooks are a few hundred KB; with every output and figure, a few MB).
+MAX_NOTEBOOK_BYTES = 100 * 2**20
 PROTECTED_MODULES = ["torch", "torch.nn", "torch.nn.functional", "numpy", "math", "operator", "functools"]
 
 
@@ -159,6 +162,12 @@ def grade_job(job: Job) -> Outcome:
 def _grade(job: Job) -> Outcome:
     lesson = job.lesson
     path = Path(job.submitted) / f"{lesson.notebook}.ipynb"
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        return Outcome(job.student, "unreadable",
+                       notes=[f"{path.name} is too large to grade ({size / 2**20:.0f} MB; the limit is "
+                              f"{MAX_NOTEBOOK_BYTES / 2**20:.0f} MB); it scores 0. Ask the student to clear its "
+                              "outputs and upload it again"])
     try:
         nb = nbformat.read(path, as_version=4)
     except Exception as error:  # nbformat raises several types for unreadable notebooks
