@@ -176,6 +176,8 @@ def test_every_command_of_the_walkthrough_succeeds(graded_class):
     for step in ("autograde", "feedback", "export"):     # warnings nbgrader used to print for every student
         stderr = graded_class.outputs[step].stderr
         assert "checksum" not in stderr.lower() and "Config option" not in stderr, f"{step}:\n{stderr[-2000:]}"
+        assert "Non-unique cell id" not in stderr, f"{step}: nbformat's repairs of changed_metadata's ids:\n" \
+                                                   f"{stderr[-2000:]}"
 
 
 def test_every_submission_gets_the_score_it_deserves(graded_class):

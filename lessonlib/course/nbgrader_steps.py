@@ -207,11 +207,20 @@ def nbgrader_app(app_class, course_root: Path, argv: list[str] | None = None, lo
     nbgrader.api.get_alembic_version = alembic_head
     warnings.filterwarnings("ignore", module="nbgrader")            # SQLAlchemy session warnings: noise
     warnings.filterwarnings("ignore", message=".*not in session.*")
+    quiet_about_repaired_cell_ids()
     app = app_class()
     app.initialize([*(argv or []), f"--log-level={log_level}"])
     if Path(app.coursedir.root).resolve() != Path(course_root).resolve():
         raise RuntimeError(f"run nbgrader apps from the course root {course_root}, not {os.getcwd()}")
     return app
+
+
+def quiet_about_repaired_cell_ids() -> None:
+    """nbformat repairs duplicated cell ids (a student's edit) when it reads a notebook, warning once per cell:
+    dozens of lines of noise on the instructor's terminal for one student, about something that changes nothing."""
+    from nbformat.warnings import DuplicateCellId
+
+    warnings.filterwarnings("ignore", category=DuplicateCellId)
 
 
 def register_assignment(course_root: Path, assignment: str, scratch: Path) -> Path:

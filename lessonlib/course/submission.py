@@ -27,7 +27,7 @@ import nbformat
 from . import plan as plans
 from .executor import run_submission
 from .limits import Limits
-from .nbgrader_steps import sanitize
+from .nbgrader_steps import quiet_about_repaired_cell_ids, sanitize
 from .sandbox import Isolation, Sandbox, python_roots
 
 # A notebook is read whole by the grading worker, outside the sandbox: a larger one is not graded (the course's
@@ -147,6 +147,7 @@ def set_slot(queue) -> None:
 def grade_job(job: Job) -> Outcome:
     """Run in a worker process; never raises (a failure is an Outcome)."""
     started, cpu = time.monotonic(), time.process_time()
+    quiet_about_repaired_cell_ids()
     try:
         outcome = _grade(job)
     except Exception as error:  # a bug or an environment problem: report it, keep the class going
