@@ -412,3 +412,22 @@ def test_a_notebook_too_large_to_read_is_not_read(tmp_path, monkeypatch):
     assert result.status == "unreadable" and "too large to grade" in " ".join(result.notes), report.summary()
     assert gradebook_scores(root, assignment)["huge"] == dict.fromkeys(
         ["q1_tests", "q2_tests", "q3_kv_tests", "q3_flops_tests", "q3_trade_tests"], 0)
+
+
+def test_without_a_sandbox_uid_the_process_limit_leaves_room_for_your_own_processes(tmp_path):
+    """RLIMIT_NPROC counts every process (Linux: thread) of the kernel's uid. Without bubblewrap, an instructor's
+    kernel keeps their uid, and a desktop session alone often runs more threads than the limit: the kernel gets
+    the limit on top of what the uid already runs."""
+    from lessonlib.course.limits import Limits
+    from lessonlib.course.sandbox import Isolation, Sandbox, user_tasks
+
+    assert user_tasks(os.getuid()) >= 1
+    as_you = Sandbox(Isolation(None, False, True, "off for this test"), Limits(), parent=tmp_path)
+    command = as_you.kernel_command([])
+    as_you.cleanup()
+    already = int(command[command.index("--processes-already") + 1])
+    assert already >= 1
+    for isolation in (Isolation("/usr/bin/bwrap", True, True), Isolation(None, True, True, "root")):
+        sandbox = Sandbox(isolation, Limits(), parent=tmp_path)   # a uid of its own, or root (not limited)
+        assert "--processes-already" not in sandbox.kernel_command([])
+        sandbox.cleanup()

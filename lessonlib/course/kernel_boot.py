@@ -1,6 +1,7 @@
 """The first code that runs in a submission's sandbox: it sets the stage, then becomes the IPython kernel.
 
-    python -m lessonlib.course.kernel_boot --limits JSON --runtime DIR --home DIR --input DIR [--uid N] -- ARGS
+    python -m lessonlib.course.kernel_boot --limits JSON --runtime DIR --home DIR --input DIR [--uid N]
+        [--processes-already N] -- ARGS
 
 In order, before any student code runs:
 1. reads the grading guard's settings and secret from the runtime folder and deletes the secret file, and the
@@ -83,12 +84,14 @@ def seed_matplotlib_cache(runtime: str) -> None:
         shutil.copyfile(os.path.join(runtime, names[0]), os.path.join(cache, names[0]))
 
 
-def set_limits(limits: Limits) -> None:
+def set_limits(limits: Limits, processes_already: int = 0) -> None:
+    """``processes_already``: processes (Linux: threads) the kernel's uid runs outside the sandbox, which the
+    process limit counts too (0 when the kernel has a uid or a user namespace of its own)."""
     import resource
 
     wanted = {
         "RLIMIT_AS": limits.memory_mb * MB,
-        "RLIMIT_NPROC": limits.processes,
+        "RLIMIT_NPROC": limits.processes + processes_already,
         "RLIMIT_FSIZE": limits.file_mb * MB,
         "RLIMIT_CPU": limits.cpu_seconds,
         "RLIMIT_NOFILE": limits.open_files,
@@ -148,12 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--home", required=True)
     parser.add_argument("--input", required=True)
     parser.add_argument("--uid", type=int)
+    parser.add_argument("--processes-already", type=int, default=0)
     args = parser.parse_args(argv[:split])
     kernel_args = argv[split + 1:]
 
     settings, secret = read_guard_settings(args.runtime)
     connection = read_connection_file(kernel_args)
-    set_limits(Limits.from_json(args.limits))
+    set_limits(Limits.from_json(args.limits), args.processes_already)
     if args.uid is not None:
         drop_privileges(args.uid)
     else:

@@ -199,6 +199,10 @@ class Sandbox:
                 "--input", INPUT if self.isolation.confined else str(self.input)]
         if self.uid is not None:
             boot += ["--uid", str(self.uid)]
+        if not self.isolation.confined and not self.isolation.as_root:
+            # the kernel keeps your uid, whose every process (Linux: thread) the process limit counts: a desktop
+            # session often runs more than the limit, and the kernel could not start a thread
+            boot += ["--processes-already", str(user_tasks(os.getuid()))]
         boot += ["--", *kernel_args]
         if not self.isolation.confined:
             return boot
@@ -255,6 +259,24 @@ class Sandbox:
     def cleanup(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
         shutil.rmtree(self.runtime, ignore_errors=True)
+
+
+def user_tasks(uid: int) -> int:
+    """How many processes ``uid`` runs now, as RLIMIT_NPROC counts them (threads too on Linux); 0 if unknown."""
+    if sys.platform.startswith("linux") and os.path.isdir("/proc"):
+        count = 0
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and entry.stat().st_uid == uid:
+                    count += len(os.listdir(entry / "task"))
+            except OSError:
+                continue
+        return count
+    try:
+        listed = subprocess.run(["ps", "-U", str(uid), "-o", "pid="], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return len(listed.stdout.split())
 
 
 def _short_folder() -> str:
