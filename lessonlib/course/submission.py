@@ -73,8 +73,11 @@ def grading_metadata(cell) -> tuple | None:
     meta = cell.get("metadata", {}).get("nbgrader")
     if not isinstance(meta, dict):
         return None
+    points = meta.get("points") if meta.get("grade") else None
+    if isinstance(points, (int, float)) and not isinstance(points, bool):
+        points = float(points)          # 5 and 5.0 are the same points
     return (cell.get("cell_type"), bool(meta.get("grade")), bool(meta.get("solution")), bool(meta.get("locked")),
-            meta.get("points") if meta.get("grade") else None)
+            points)
 
 
 def tampering_notes(cells: list, lesson: Lesson) -> list[str]:
