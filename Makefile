@@ -68,9 +68,9 @@ lint: $(DEV_STAMP)  ## check the Python code with ruff (configured in pyproject.
 lock:  ## refresh constraints.txt from pyproject.toml (a fresh resolve in a throwaway venv)
 	$(CHECK_PYTHON)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	echo "resolving .[dev] in a throwaway venv ($$tmp/venv)"; \
+	echo "resolving .[dev,hub] (the course, its test tools and the hub) in a throwaway venv ($$tmp/venv)"; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[dev]'; \
+	"$$tmp/venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[dev,hub]'; \
 	"$$tmp/venv/bin/python" scripts/write_constraints.py $(LOCK) $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
 
 # Both folders are then written in the form JupyterLab saves them (its kernel metadata), so that opening a
