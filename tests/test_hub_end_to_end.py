@@ -105,12 +105,8 @@ def test_a_class_on_the_hub_end_to_end(hub):
     assert hub.login(FULL, "not the password") != 302
     assert hub.login("root", "anything") != 302, "only the roster may log in"
     servers = {user: UserServer(hub, user, hub.user_token(user)) for user in USERS}
-    start = time.monotonic()
-    for user in USERS:
-        hub.start_server(user)
-    for user in USERS:
-        timings[f"server ready: {user}"] = hub.wait_ready(user)
-    timings["all four servers ready"] = time.monotonic() - start
+    for user, seconds in hub.start_all(USERS).items():
+        timings[f"{user}'s server ready (four started at once)"] = seconds
     teacher, full, partial, blank = (servers[u] for u in USERS)
 
     # Each server runs as its user, with the course environment's Python as the kernel.
@@ -184,7 +180,8 @@ def test_a_class_on_the_hub_end_to_end(hub):
         assert servers[student].listing(f"{ASSIGNMENT}/feedback/{stamp}") == [f"{ASSIGNMENT}.html"]
         pages[student] = servers[student].read_text(f"{ASSIGNMENT}/feedback/{stamp}/{ASSIGNMENT}.html")
     for student, page in pages.items():
-        assert f"{EXPECTED[student]:g}" in page and "BEGIN HIDDEN TESTS" not in page, student
+        assert f"(Score: {EXPECTED[student]:.1f} / {AUTOGRADED_MAX + 3:.1f})" in page, student
+        assert "BEGIN HIDDEN TESTS" not in page, student
     assert "PASS" in pages[FULL] and "PASS" in pages[PARTIAL] and "FAIL" in pages[PARTIAL]
     assert len(set(pages.values())) == 3, "each student has their own page"
 
@@ -209,7 +206,9 @@ def test_a_class_on_the_hub_end_to_end(hub):
             assert _denied(student, "ls", str(home[other] / ASSIGNMENT / "feedback"))
         # The release is world-readable; a student's own exchange submission is hidden behind its random name.
         assert as_user(student, "ls", str(exchange / "outbound" / ASSIGNMENT)).returncode == 0
+    isolation = as_user(INSTRUCTOR, "bash", "-c", f"cd {course} && {HUB_ROOT}/env/bin/coursegrade isolation").stdout
     print("\n".join(f"{what}: {seconds:.1f} s" for what, seconds in timings.items()))
+    print(f"the instructor's autograde, as {INSTRUCTOR}:\n{isolation}")
 
     # ---- stop everything --------------------------------------------------------------------------------------------
     assert hub.stop() == 0, hub.log()
