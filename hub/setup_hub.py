@@ -5,6 +5,7 @@
     python hub/setup_hub.py --root ... add-instructor NAME [--create]
     python hub/setup_hub.py --root ... add-student NAME [--create]
     python hub/setup_hub.py --root ... remove NAME
+    python hub/setup_hub.py instructor-home --source CHECKOUT [--exchange PATH]   (as the instructor, no root)
 
 prepare         the shared folders of COURSE_HUB_ROOT (hub/jupyterhub_config.py lists them) and the nbgrader
                 configuration every server reads: the exchange's path and the course id
@@ -13,6 +14,7 @@ add-instructor  a Linux user (created with --create) gets their own copy of the 
                 becomes a hub admin
 add-student     a Linux user (created with --create) may log in; their home is made private (0700)
 remove          takes a user off the roster (their account and files stay)
+instructor-home what add-instructor does in the instructor's home, run as the instructor (a Zero to JupyterHub pod)
 
 A user created here has no password: set one (`passwd NAME`) for the hub's PAM login, or use another
 authenticator (README).
@@ -75,18 +77,16 @@ def prepare(root: Path) -> None:
             "c = get_config()  # noqa: F821\n"
             f"c.Exchange.root = {str(exchange)!r}\n"
             f"c.CourseDirectory.course_id = {COURSE_ID!r}\n")
-    # Only students' servers read etc/student (jupyterhub_config.py puts it on their JUPYTER_CONFIG_PATH).
+    # Only students' servers read etc/student (jupyterhub_config.py puts it on their JUPYTER_CONFIG_PATH): a copy of
+    # hub/student/, readable by everyone (this checkout may not be).
     student = root / "etc" / "student"
-    (student / "labconfig").mkdir(parents=True, exist_ok=True)
-    for folder in (root / "etc", student, student / "labconfig"):
-        folder.chmod(0o755)
-    (student / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {
-        "nbgrader.server_extensions.formgrader": False,
-        "nbgrader.server_extensions.course_list": False}}}, indent=2) + "\n")
-    (student / "labconfig" / "page_config.json").write_text(json.dumps({"disabledExtensions": {
-        "@jupyter/nbgrader:formgrader": True,
-        "@jupyter/nbgrader:course-list": True,
-        "@jupyter/nbgrader:create-assignment": True}}, indent=2) + "\n")
+    if student.exists():
+        shutil.rmtree(student)
+    shutil.copytree(REPO / "hub" / "student", student)
+    for folder, _, files in os.walk(root / "etc"):
+        os.chmod(folder, 0o755)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o644)
     if not roster_path(root).exists():
         write_roster(root, {"instructors": [], "students": []})
     print(f"prepared {root}: exchange {exchange}")
@@ -116,23 +116,23 @@ def chown_tree(path: Path, user: pwd.struct_passwd) -> None:
             os.lchown(name, user.pw_uid, user.pw_gid)
 
 
-def add_instructor(root: Path, name: str, create: bool) -> None:
-    user = ensure_user(name, create)
-    home = private_home(user)
+def instructor_home(home: Path, exchange: Path, source: Path = REPO) -> Path:
+    """The instructor's own copy of the course in home (never overwriting their edits), pointed at the exchange,
+    with formgrader on it and formgrader's autograde running coursegrade. Returns the course folder."""
     course = home / COURSE_FOLDER
     course.mkdir(exist_ok=True)
     for item in COURSE_FILES:
-        source, target = REPO / item, course / item
+        origin, target = source / item, course / item
         if target.exists():
-            continue   # never overwrite the instructor's edits
-        if source.is_dir():
-            shutil.copytree(source, target)
+            continue
+        if origin.is_dir():
+            shutil.copytree(origin, target)
         else:
-            shutil.copy2(source, target)
+            shutil.copy2(origin, target)
             if item == "nbgrader_config.py":
                 with target.open("a") as config:
                     config.write("\n# ---- this course on the class's JupyterHub (written by hub/setup_hub.py) ----\n"
-                                 f"c.Exchange.root = {str(root / 'exchange')!r}\n")
+                                 f"c.Exchange.root = {str(exchange)!r}\n")
     # formgrader reads ~/.jupyter/nbgrader_config.py: which folder is the course.
     jupyter = home / ".jupyter"
     jupyter.mkdir(exist_ok=True)
@@ -143,8 +143,15 @@ def add_instructor(root: Path, name: str, create: bool) -> None:
     # formgrader's autograde button runs coursegrade (sandboxed, limited), not plain nbgrader.
     (jupyter / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {
         "lessonlib.course.formgrader": True}}}, indent=2) + "\n")
+    return course
+
+
+def add_instructor(root: Path, name: str, create: bool) -> None:
+    user = ensure_user(name, create)
+    home = private_home(user)
+    course = instructor_home(home, root / "exchange")
     chown_tree(course, user)
-    chown_tree(jupyter, user)
+    chown_tree(home / ".jupyter", user)
     roster = read_roster(root)
     roster["instructors"].append(name)
     roster["students"] = [s for s in roster["students"] if s != name]
@@ -180,7 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("name")
         p.add_argument("--create", action="store_true", help="create the Linux user if it does not exist")
     commands.add_parser("remove").add_argument("name")
+    home = commands.add_parser("instructor-home", help="as the instructor, without root (a Kubernetes pod): the "
+                               "course copy and formgrader's configuration in $HOME")
+    home.add_argument("--source", type=Path, required=True, help="a checkout of the course")
+    home.add_argument("--exchange", type=Path, default=Path("/srv/nbgrader/exchange"))
     args = parser.parse_args(argv)
+    if args.command == "instructor-home":
+        print(f"course in {instructor_home(Path.home(), args.exchange, args.source)}")
+        return 0
     if os.geteuid() != 0:
         raise SystemExit("run this as root (it creates users, sets ownership and the exchange's permissions)")
     root = args.root.resolve()
