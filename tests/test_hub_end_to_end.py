@@ -115,6 +115,16 @@ def test_a_class_on_the_hub_end_to_end(hub):
         assert owners == {user}, f"{user}'s processes: {owners}"
     specs = full.call("GET", "/api/kernelspecs")
     assert list(specs["kernelspecs"]) == ["python3"], specs
+    kernel = full.call("POST", "/api/kernels", body={"name": "python3"})
+    python = str(HUB_ROOT / "env" / "bin" / "python")
+    deadline = time.monotonic() + 30
+    while not [cmd for _, cmd in processes_matching("ipykernel_launcher") if cmd.startswith(python)] \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    launched = [(pid, cmd) for pid, cmd in processes_matching("ipykernel_launcher") if cmd.startswith(python)]
+    assert [pwd.getpwuid(os.stat(f"/proc/{pid}").st_uid).pw_name for pid, _ in launched] == [FULL], \
+        "the student's kernel runs the course environment's Python, as the student"
+    full.call("DELETE", f"/api/kernels/{kernel['id']}")
     # Nobody reaches another's server with their own token; formgrader is the instructor's alone.
     assert hub.request("GET", f"/user/{FULL}/api/contents", partial.token)[0] == 403
     assert hub.request("GET", f"/user/{INSTRUCTOR}/formgrader/api/assignments", full.token)[0] == 403

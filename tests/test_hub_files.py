@@ -147,3 +147,29 @@ def test_the_values_file_gives_each_user_a_uid_and_students_no_formgrader():
     copies = {target: sources for sources, target in _dockerfile_copies()}
     assert copies["$COURSE_ENV/etc/student/"] == ["hub/student/"]
     assert "ENV COURSE_ENV=/opt/course-env" in (Z2JH / "Dockerfile").read_text()
+
+
+def test_formgraders_autograde_runs_coursegrade_for_that_student(monkeypatch, tmp_path):
+    """lessonlib.course.formgrader replaces NbGraderAPI.autograde: the button runs `coursegrade autograde` in the
+    course folder, and its exit status becomes formgrader's success."""
+    import subprocess
+    import sys
+
+    from lessonlib.course import formgrader
+
+    calls = []
+
+    def fake_run(command, cwd, capture_output, text):
+        calls.append((command, cwd))
+        return subprocess.CompletedProcess(command, 1 if "bob" in command else 0, "graded 1\n", "")
+
+    monkeypatch.setattr(formgrader.subprocess, "run", fake_run)
+    api = SimpleNamespace(coursedir=SimpleNamespace(root=str(tmp_path)))
+    assert formgrader.coursegrade_autograde(api, "00_orientation", "alice") == {"success": True, "log": "graded 1\n"}
+    failed = formgrader.coursegrade_autograde(api, "00_orientation", "bob", force=False)
+    assert failed["success"] is False and "exited with 1" in failed["error"]
+    (alice, cwd), (bob, _) = calls
+    assert alice == [sys.executable, "-m", "lessonlib.course.cli", "autograde", "00_orientation", "--student", "alice",
+                     "--quiet", "--force"] and cwd == str(tmp_path)
+    assert "--force" not in bob
+    assert formgrader._jupyter_server_extension_points() == [{"module": "lessonlib.course.formgrader"}]
