@@ -18,6 +18,7 @@ import json
 import os
 import pwd
 import secrets
+import stat
 import time
 from pathlib import Path
 
@@ -129,11 +130,14 @@ def test_a_class_on_the_hub_end_to_end(hub):
     assert hub.request("GET", f"/user/{FULL}/api/contents", partial.token)[0] == 403
     assert hub.request("GET", f"/user/{INSTRUCTOR}/formgrader/api/assignments", full.token)[0] == 403
     assert full.status("GET", "/formgrader/api/assignments") == 404, "students have no formgrader"
+    assert hub.request("GET", "/hub/api/users", full.token)[0] == 403, "students are not the hub's admins"
     assert teacher.formgrader("GET", "assignments") is not None
 
     # ---- release, fetch, work, submit ---------------------------------------------------------------------------
     released = teacher.formgrader("POST", f"assignment/{ASSIGNMENT}/release")
     assert released["success"], released
+    assert stat.S_IMODE((HUB_ROOT / "exchange").stat().st_mode) == 0o1777, "nbgrader kept the exchange's modes"
+    assert stat.S_IMODE((exchange / "inbound").stat().st_mode) & 0o777 == 0o733
     for student in STUDENTS:
         listed = servers[student].assignments()
         assert listed["success"] and [a["assignment_id"] for a in listed["value"]] == [ASSIGNMENT], listed
