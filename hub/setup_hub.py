@@ -132,7 +132,9 @@ def instructor_home(home: Path, exchange: Path, source: Path = REPO) -> Path:
             if item == "nbgrader_config.py":
                 with target.open("a") as config:
                     config.write("\n# ---- this course on the class's JupyterHub (written by hub/setup_hub.py) ----\n"
-                                 f"c.Exchange.root = {str(exchange)!r}\n")
+                                 f"c.Exchange.root = {str(exchange)!r}\n"
+                                 "# A submission counts for the user who made it, whatever its folder is named.\n"
+                                 'c.ExchangeFactory.collect = "lessonlib.course.exchange.OwnerCollect"\n')
     # formgrader reads ~/.jupyter/nbgrader_config.py: which folder is the course.
     jupyter = home / ".jupyter"
     jupyter.mkdir(exist_ok=True)

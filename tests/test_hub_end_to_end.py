@@ -1,6 +1,7 @@
 """A class on the course's JupyterHub (hub/), end to end, with real Linux users: the instructor releases lesson 00
 from formgrader; three students' own servers fetch it through nbgrader's exchange, work it (one full, one partial,
-one blank) and submit (the partial one twice); the instructor collects (the latest submission wins), autogrades
+one blank) and submit (the partial one twice; the blank one also forges a submission in the full one's name); the
+instructor collects (the latest submission of each wins, the forged one counts as its maker's), autogrades
 with the course's class grading (formgrader's button runs coursegrade), generates and releases feedback; each
 student fetches only their own; the grades are exported. Every request goes through the hub's proxy with the
 user's own token. Then no student can read another's submission or feedback or the instructor's solutions/, and
@@ -20,6 +21,7 @@ import pwd
 import secrets
 import stat
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
@@ -148,6 +150,15 @@ def test_a_class_on_the_hub_end_to_end(hub):
     work = full.read_notebook(NOTEBOOK)
     full.save_notebook(NOTEBOOK, _answered(work, None))
     full.assignment_action("submit", ASSIGNMENT)
+    # The blank student drops a submission named as the full one's, later than it, into the exchange (inbound is
+    # writable by all): it must not replace the full student's work (lessonlib.course.exchange.OwnerCollect).
+    time.sleep(1.1)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    forged = exchange / "inbound" / f"{FULL}+{ASSIGNMENT}+{stamp}+forged"
+    forge = as_user(BLANK, "bash", "-c", f"mkdir '{forged}' && cp ~/{NOTEBOOK} '{forged}/' "
+                                         f"&& echo '{stamp}' > '{forged}/timestamp.txt'")
+    assert forge.returncode == 0, forge.stderr
+    time.sleep(1.1)
     partial.save_notebook(NOTEBOOK, _answered(partial.read_notebook(NOTEBOOK), PARTIAL_FIRST))
     partial.assignment_action("submit", ASSIGNMENT)
     time.sleep(1.1)
@@ -157,13 +168,14 @@ def test_a_class_on_the_hub_end_to_end(hub):
     (submitted,) = [a for a in partial.assignments()["value"] if a["status"] == "submitted"]
     assert len(submitted["submissions"]) == 2, "the partial student's assignment list shows both submissions"
 
-    inbound = sorted(p.name for p in (exchange / "inbound").iterdir())
+    inbound = sorted(p.name for p in (exchange / "inbound").iterdir() if p != forged)
     assert len(inbound) == 4, inbound
     assert all(len(name.split("+")) == 4 for name in inbound), f"submissions end in a random string: {inbound}"
 
     # ---- collect (latest wins), autograde with coursegrade, feedback ---------------------------------------------
     collected = teacher.formgrader("POST", f"assignment/{ASSIGNMENT}/collect")
     assert collected["success"], collected
+    assert f"named as {FULL}'s submission but {BLANK} made it" in collected["log"], collected["log"]
     for student in STUDENTS:
         assert (course / "submitted" / student / ASSIGNMENT / f"{ASSIGNMENT}.ipynb").is_file()
     start = time.monotonic()

@@ -75,6 +75,8 @@ def test_an_instructor_home_holds_the_course_pointed_at_the_exchange(tmp_path):
     assert (course / "notebooks" / "00_orientation" / "00_orientation.ipynb").is_file()
     # The course's own config, then the hub's exchange (the course's default is a folder in the course).
     assert _config_values(course / "nbgrader_config.py").Exchange.root == str(exchange)
+    assert _config_values(course / "nbgrader_config.py").ExchangeFactory.collect == \
+        "lessonlib.course.exchange.OwnerCollect"
     assert _config_values(tmp_path / ".jupyter" / "nbgrader_config.py").CourseDirectory.root == str(course)
     server = json.loads((tmp_path / ".jupyter" / "jupyter_server_config.json").read_text())
     assert server["ServerApp"]["jpserver_extensions"] == {"lessonlib.course.formgrader": True}
