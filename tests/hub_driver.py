@@ -129,9 +129,10 @@ class Hub:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-        env = {k: v for k, v in os.environ.items() if k not in {"MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
+        # The make running the tests hands its variables down (`make test TORCH_INDEX=cpu`): the hub's environment
+        # takes PyTorch from the same index.
         result = subprocess.run(["make", "-C", str(REPO), "hub-setup", f"HUB_ROOT={self.root}"],
-                                capture_output=True, text=True, env=env)
+                                capture_output=True, text=True)
         if result.returncode != 0:
             raise HubError(f"make hub-setup failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         setup = [str(self.root / "env" / "bin" / "python"), str(REPO / "hub" / "setup_hub.py"), "--root",
