@@ -90,6 +90,19 @@ def prepare(root: Path) -> None:
     if not roster_path(root).exists():
         write_roster(root, {"instructors": [], "students": []})
     print(f"prepared {root}: exchange {exchange}")
+    warn_if_solutions_are_readable()
+
+
+def warn_if_solutions_are_readable() -> None:
+    """Students get a shell on this machine (JupyterLab's terminal): this checkout's solutions/ (the hidden tests)
+    must not be readable by them. The hub never needs it (its environment is installed, not editable)."""
+    notebook = next((REPO / "solutions").glob("*/*.ipynb"), None)
+    if notebook is None or shutil.which("runuser") is None:
+        return
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", "test", "-r", str(notebook)], capture_output=True)
+    if probe.returncode == 0:
+        print(f"WARNING: every user of this machine can read {REPO / 'solutions'} (the hidden tests): keep this "
+              f"checkout private, e.g. chmod 700 {REPO}, or move it into a private folder", file=sys.stderr)
 
 
 def ensure_user(name: str, create: bool) -> pwd.struct_passwd:
