@@ -33,7 +33,7 @@ COURSE_STAMP := $(VENV)/.course-installed
 DEV_STAMP    := $(VENV)/.dev-installed
 ASSIGNMENTS   = $(notdir $(patsubst %/,%,$(dir $(wildcard solutions/*/*.ipynb))))
 
-.PHONY: help lab test lint lock release grade bench clean-env
+.PHONY: help lab test lint lock release grade collect autograde feedback export bench bench-grading clean-env
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -84,10 +84,32 @@ release: $(COURSE_STAMP)  ## regenerate notebooks/ (student versions) from solut
 	@$(BIN)/python -m lessonlib.course.notebook_form notebooks
 
 grade: $(COURSE_STAMP)  ## grade your notebooks against the hidden tests (NB=path/to/notebook.ipynb for one)
-	$(BIN)/python -m lessonlib.course.selfgrade $(NB)
+	$(BIN)/coursegrade selfgrade $(NB)
+
+# Class grading (README: instructor guide). Each target is one `coursegrade` command; LESSON names the assignment
+# and ARGS passes options on (make autograde LESSON=01_inference_costs ARGS="--student alice --force").
+NEED_LESSON = $(if $(LESSON),,$(error say which lesson: LESSON=01_inference_costs))
+
+collect: $(COURSE_STAMP)  ## import an LMS download: make collect LESSON=... DOWNLOAD=path/to/download.zip
+	$(NEED_LESSON)$(if $(DOWNLOAD),,$(error say where the LMS download is: DOWNLOAD=path/to/download.zip))
+	$(BIN)/coursegrade collect $(LESSON) "$(DOWNLOAD)" $(ARGS)
+
+autograde: $(COURSE_STAMP)  ## grade every submission of a lesson, isolated and in parallel: make autograde LESSON=...
+	$(NEED_LESSON)
+	$(BIN)/coursegrade autograde $(LESSON) $(ARGS)
+
+feedback: $(COURSE_STAMP)  ## write per-student feedback pages: make feedback LESSON=...
+	$(NEED_LESSON)
+	$(BIN)/coursegrade feedback $(LESSON) $(ARGS)
+
+export: $(COURSE_STAMP)  ## grades to grades/grades.csv, one row per student
+	$(BIN)/coursegrade export $(ARGS)
 
 bench: $(DEV_STAMP)  ## run the benchmarks (decode vs HF generate, MoE layer vs Mixtral's) into benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run_all.py
+
+bench-grading: $(DEV_STAMP)  ## measure class grading: seconds per submission per lesson, 1 vs 2 workers
+	$(BIN)/python benchmarks/bench_grading.py $(ARGS)
 
 clean-env:  ## delete the virtual environment
 	rm -rf $(VENV)

@@ -21,9 +21,35 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 # Grading runs every notebook top to bottom; lessons train or time small models, so give cells room.
 c.ExecutePreprocessor.timeout = 300
 
-# Feedback shows each check's PASS/FAIL line but not the hidden tests' source (which holds the answers).
+# Class grading (`coursegrade`, README: instructor guide) -- limits for every submission. Defaults are in
+# lessonlib/course/limits.py; uncomment to change them for this course.
+# c.ClassGrading.cell_seconds = 120
+# c.ClassGrading.notebook_seconds = 600
+# c.ClassGrading.memory_mb = 3072
+# c.ClassGrading.processes = 256
+
+# Test cells are restored from the gradebook at autograde: a test cell whose hidden tests were cut from the release
+# always has a "changed" checksum, so nbgrader's warning about it is noise (lessonlib.course.nbgrader_steps).
+c.Autograde.sanitize_preprocessors = [
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.DeduplicateIds",
+    "nbgrader.preprocessors.OverwriteKernelspec",
+    "lessonlib.course.nbgrader_steps.RestoreCells",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# LMS downloads: which student a file belongs to comes from its folder (alice/...) or its name (alice_...);
+# lessonlib.course.collect says how. `coursegrade collect` uses it, and so does plain `nbgrader zip_collect`.
+c.ZipCollectApp.collector_plugin = "lessonlib.course.collect.LmsFileCollector"
+
+# Feedback shows each check's PASS/FAIL line but never the hidden tests' source (which holds the answers), not
+# even a line of it that reached an output (lessonlib.course.feedback).
 c.GenerateFeedback.preprocessors = [
     "nbgrader.preprocessors.GetGrades",
-    "nbgrader.preprocessors.ClearHiddenTests",
+    "lessonlib.course.feedback.RedactHiddenTests",
+    "lessonlib.course.feedback.ClearHiddenTestsForFeedback",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
 ]
+
+# `nbgrader export` (and `coursegrade export`): one row per student, to grades/grades.csv (git-ignored).
+c.ExportApp.plugin_class = "lessonlib.course.export.WideGradesCsv"

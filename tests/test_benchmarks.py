@@ -41,3 +41,12 @@ def test_a_run_on_a_busy_machine_is_flagged_in_the_report():
 
     assert run_all.busy_warning(1000.0) and "quiet machine" in run_all.busy_warning(1000.0)[0]
     assert run_all.busy_warning(0.0) == [] and run_all.busy_warning(float("nan")) == []
+
+
+def test_grading_benchmark_grades_a_class_and_reports_time_and_cpu_per_submission():
+    import bench_grading as bench
+
+    row = bench.grade("00_orientation", 2, 1, True)
+    assert row["not_graded"] == [] and len(row["scores"]) == 1 and row["scores"][0] > 0, row
+    assert row["median_seconds"] > 0 and row["median_cpu_seconds"] > 0 and row["cells_skipped"] > 0, row
+    assert {"kernel start", "cells", "cpu: kernel", "cpu: recording"} <= set(row["median_phases"]), row

@@ -58,3 +58,23 @@ def test_every_source_notebook_has_a_release():
     sources = {p.relative_to(REPO / "solutions") for p in (REPO / "solutions").glob("*/*.ipynb")}
     releases = {p.relative_to(REPO / "notebooks") for p in (REPO / "notebooks").glob("*/*.ipynb")}
     assert sources == releases, f"only in solutions/: {sources - releases}; only in notebooks/: {releases - sources}"
+
+
+# A hidden check's name reaches the learner (its PASS/FAIL line is in the feedback page) while its code does not,
+# so the name describes what is checked and never the verdict: no yes/no or True/False outcome, and no quantity the
+# learner is meant to compute ("needs 23.4 GB").
+VERDICT = re.compile(r"\b(yes|True|False)\b|\bneeds? [\d.,]+\s*[KMGT]i?B\b")
+CHECK_NAME = re.compile(r"""grader\.(?:check|gate)\(\s*f?(["'])(.*?)\1""", re.S)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "solutions").glob("*/*.ipynb")), ids=_id)
+def test_hidden_check_names_do_not_state_their_answer(path):
+    from lessonlib.course.plan import split_hidden
+
+    named = [(cell.metadata["nbgrader"]["grade_id"], match.group(2))
+             for cell in nbformat.read(path, as_version=4).cells
+             if cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code"
+             for match in CHECK_NAME.finditer(split_hidden(cell.source)[1])]
+    assert named, f"{_id(path)}: no hidden checks found: is the pattern still right?"
+    telling = [(grade_id, name) for grade_id, name in named if VERDICT.search(name)]
+    assert not telling, f"{_id(path)}: hidden check names that state their answer: {telling}"
