@@ -6,8 +6,9 @@ dashboard: what does the weight alpha of the Switch balance loss change?
 
 tiny-moe was trained with alpha = 0.01. For each other alpha, the same model is trained further with every
 weight frozen but the routers' (4 matrices of 128 x 8), for 200 steps of 8 windows of 256 characters at a peak
-learning rate of 3e-3 (tiny-moe's own), on one thread, with loss = cross-entropy + alpha x balance loss. The shipped alpha = 0.01 routers are
-trained the same way too, so every variant has had the same extra steps (the control). The file holds each
+learning rate of 3e-3 (tiny-moe's own), on one thread, with loss = cross-entropy + alpha x balance loss. The
+shipped alpha = 0.01 routers are trained the same way too, so every variant has had the same extra steps (the
+control). The file holds each
 variant's routers (fp16) and a report measured on the shipped fp16 weights: validation loss, the balance loss
 and each expert's share of the assignments, layer by layer, on the fixed validation batches.
 Deterministic on a given machine (fixed seeds).

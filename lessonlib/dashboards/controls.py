@@ -18,6 +18,13 @@ WHAT_IF_CHOICES = [("1/4x", 0.25), ("1/2x", 0.5), ("1x (as built)", 1.0), ("2x",
 LABEL_STYLE = {"description_width": "9.5em"}        # wide enough for every label the dashboards use
 
 
+def dropdown_layout():
+    """Wide enough for the longest model or hardware name at any font size, never wider than the page."""
+    import ipywidgets as widgets
+
+    return widgets.Layout(width="32em", max_width="100%")
+
+
 def hardware_label(name: str) -> str:
     """A preset's label for a dropdown (this machine's without measuring it: that happens when chosen)."""
     return "This machine (measured)" if name == THIS_MACHINE else hardware_preset(name).label
@@ -29,7 +36,7 @@ def hardware_controls(hardware: str, precision: str, context_len: int, batch_siz
 
     hardware_box = widgets.Dropdown(
         options=[(hardware_label(n), n) for n in hardware_preset_names()], value=hardware, description="hardware",
-        style=LABEL_STYLE, layout=widgets.Layout(width="auto"))
+        style=LABEL_STYLE, layout=dropdown_layout())
     precision_box = precision_buttons(precision)
     wide = widgets.Layout(width=width, max_width="100%")
     context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context",

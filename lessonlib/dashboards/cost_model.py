@@ -13,7 +13,7 @@ from ..costs.roofline import PassCost, decode_step, prefill
 from ..costs.spec import ConfigError, ModelSpec
 from ..display.palette import ACTIVATIONS, BAD, BLACK, BLUE, GREY, KV_CACHE, LIMIT, ORANGE, WEIGHTS, verdict
 from ..display.svgchart import Axis, Chart, short_number
-from .controls import LABEL_STYLE, hardware_controls, outputs_box, problem, what_if_controls
+from .controls import LABEL_STYLE, dropdown_layout, hardware_controls, outputs_box, problem, what_if_controls
 
 CUSTOM = "custom"
 MEMORY_COLORS = {"weights": WEIGHTS, "KV cache": KV_CACHE, "activations": ACTIVATIONS}
@@ -123,7 +123,8 @@ def cost_model_dashboard(model: str = "llama-3-8b", hardware: str = "a100-80gb",
 
     model_box = widgets.Dropdown(
         options=[(model_preset_label(n), n) for n in model_preset_names()] + [("paste a config.json", CUSTOM)],
-        value=model, description="model", style=LABEL_STYLE)
+        value=model, description="model", style=LABEL_STYLE,
+                                 layout=dropdown_layout())
     config_box = widgets.Textarea(
         value=json.dumps({"model_type": "llama", "vocab_size": 32000, "hidden_size": 2048,
                           "intermediate_size": 5632, "num_hidden_layers": 22, "num_attention_heads": 32,

@@ -9,7 +9,7 @@ from ..costs.precision import DESCRIPTIONS
 from ..costs.presets import model_preset, model_preset_label, model_preset_names
 from ..costs.roofline import decode_step
 from ..display.palette import BAD, COMPUTE, KV_CACHE, WEIGHTS, verdict
-from .controls import LABEL_STYLE, hardware_controls, problem, what_if_controls
+from .controls import LABEL_STYLE, dropdown_layout, hardware_controls, problem, what_if_controls
 
 COLORS = {"weights": WEIGHTS, "kv": KV_CACHE, "compute": COMPUTE}
 
@@ -89,7 +89,8 @@ def decode_step_dashboard(model: str = "llama-2-7b", hardware: str = "a100-80gb"
     import ipywidgets as widgets
 
     model_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in model_preset_names()], value=model,
-                                 description="model", style=LABEL_STYLE)
+                                 description="model", style=LABEL_STYLE,
+                                 layout=dropdown_layout())
     hardware_box, precision_box, context_box, batch_box = hardware_controls(hardware, precision, context_len,
                                                                             batch_size)
     bandwidth_box, flops_box = what_if_controls()

@@ -16,7 +16,7 @@ from ..costs.presets import model_preset, model_preset_label, model_preset_names
 from ..costs.spec import ModelSpec
 from ..display.palette import GREY, KV_CACHE, LIMIT, WEIGHTS, verdict
 from ..lessons.quality_curve import QualityCurve
-from .controls import LABEL_STYLE, hardware_controls, problem
+from .controls import LABEL_STYLE, dropdown_layout, hardware_controls, problem
 
 COLORS = {"weights": WEIGHTS, "KV cache": KV_CACHE}
 
@@ -158,9 +158,11 @@ def edge_dashboard(tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | No
                                        readout_format=".0%", layout=wide, style=LABEL_STYLE,
                                        description_tooltip="the share of the device's memory the model may use")
     dense_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in dense_preset_names()],
-                                 value="mistral-7b", description="dense model", style=LABEL_STYLE)
+                                 value="mistral-7b", description="dense model", style=LABEL_STYLE,
+                                 layout=dropdown_layout())
     moe_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in moe_preset_names()],
-                               value="mixtral-8x7b", description="MoE model", style=LABEL_STYLE)
+                               value="mixtral-8x7b", description="MoE model", style=LABEL_STYLE,
+                               layout=dropdown_layout())
     kind_box = widgets.ToggleButtons(options=list(PRUNING_KINDS), value="structured", description="pruning",
                                      style=LABEL_STYLE)
     sparsity_box = widgets.FloatSlider(value=0.5, min=0.0, max=0.9, step=0.05, description="sparsity",
@@ -191,3 +193,35 @@ def edge_dashboard(tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | No
     update()
     return widgets.VBox([widgets.HBox([hardware_box, dense_box, moe_box], layout=widgets.Layout(flex_flow="row wrap")),
                          fraction_box, precision_box, kind_box, sparsity_box, context_box, batch_box, report])
+
+
+QUALITY_TASKS = ("copy", "reverse", "sort")   # the tasks tiny-gpt can do (it cannot add)
+SHIPPED_PRUNED = {"unstructured": {0.5: "tiny-gpt-magnitude-50", 0.8: "tiny-gpt-magnitude-80"},
+                  "2:4": {0.5: "tiny-gpt-2of4"}, "structured": {0.5: "tiny-gpt-structured-50"}}
+
+
+def shipped_quality_curve() -> QualityCurve:
+    """Exact match (mean over copy, reverse and sort, mixed difficulty) of the shipped tiny models, as their
+    training and pruning scripts measured it: tiny-gpt, tiny-moe, and tiny-gpt pruned then fine-tuned."""
+    import json
+
+    from ..models.checkpoints import checkpoint_path
+
+    def accuracy(name: str) -> float:
+        report = json.loads(checkpoint_path(name).with_suffix(".json").read_text())
+        return sum(report["exact_match_per_task"][t]["mixed"] for t in QUALITY_TASKS) / len(QUALITY_TASKS)
+
+    return QualityCurve("exact match", accuracy("tiny-gpt"), accuracy("tiny-moe"),
+                        {kind: [(s, accuracy(name)) for s, name in points.items()]
+                         for kind, points in SHIPPED_PRUNED.items()})
+
+
+def edge_dashboard_shipped(**kwargs):
+    """:func:`edge_dashboard` with the shipped tiny models and their measured quality (presenter mode: no
+    lesson notebook has run to measure them)."""
+    from ..models.checkpoints import load_pretrained
+    from ..models.cost_spec import spec_of
+
+    dense, moe = load_pretrained("tiny-gpt")[0], load_pretrained("tiny-moe")[0]
+    return edge_dashboard(tiny_dense=spec_of(dense, "tiny-gpt"), tiny_moe=spec_of(moe, "tiny-moe"),
+                          quality=shipped_quality_curve(), **kwargs)

@@ -17,7 +17,7 @@ from ..costs.roofline import decode_step
 from ..costs.spec import ModelSpec
 from ..display.palette import BAD, BLUE, LIMIT, ORANGE
 from ..display.svgchart import Axis, Chart
-from .controls import CONTEXT_CHOICES, LABEL_STYLE, hardware_controls, outputs_box, problem
+from .controls import CONTEXT_CHOICES, LABEL_STYLE, dropdown_layout, hardware_controls, outputs_box, problem
 
 CONTEXTS = np.array([2**k for k in range(7, 18)])     # 128 ... 131072 tokens, the plot's x axis
 
@@ -119,10 +119,11 @@ def kv_memory_dashboard(model: str = "llama-2-7b", kind: str = "grouped-query", 
 
     dense = [n for n in model_preset_names() if not model_preset(n).latent_attention]
     model_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in dense], value=model,
-                                 description="model", style=LABEL_STYLE)
+                                 description="model", style=LABEL_STYLE,
+                                 layout=dropdown_layout())
     kind_box = widgets.ToggleButtons(options=list(variants.KINDS), value=kind, description="change",
                                      style=LABEL_STYLE)
-    value_box = widgets.Dropdown(description="setting", style=LABEL_STYLE)
+    value_box = widgets.Dropdown(description="setting", style=LABEL_STYLE, layout=widgets.Layout(width="16em"))
     hardware_box, precision_box, context_box, _ = hardware_controls(hardware, precision, context_len, 1)
     context_box.options = [c for c in CONTEXT_CHOICES if c >= 128]
     context_box.value = context_len

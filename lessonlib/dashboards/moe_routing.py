@@ -218,10 +218,10 @@ def _load(r: Routing) -> str:
                    f"border-top:3px solid {LIMIT}' title='capacity {layer.capacity}'></div>" if layer.capacity else "")
             fair_line = (f"<div style='position:absolute;left:0;right:0;bottom:{2.6 * fair / scale:.2f}em;"
                          f"border-top:2px dotted #000' title='fair share {fair:.1f}'></div>")
-            cells.append(f"<td style='vertical-align:bottom;padding:0 0.2em;text-align:center'>"
+            cells.append(f"<td style='vertical-align:bottom;padding:0.5em 0.2em 0.2em;text-align:center'>"
+                         f"<span style='font-size:80%'>{kept}</span>"
                          f"<div style='position:relative;height:2.6em;width:1.8em;display:flex;"
-                         f"flex-direction:column-reverse;background:#f0f0f0'>{bar}{cap}{fair_line}</div>"
-                         f"<span style='font-size:80%'>{kept}</span></td>")
+                         f"flex-direction:column-reverse;background:#f0f0f0'>{bar}{cap}{fair_line}</div></td>")
         dropped = sum(layer.wanted) - sum(layer.counts)
         note = f", {dropped} dropped" if dropped else ""
         rows.append(f"<tr><th style='text-align:right;white-space:nowrap;padding-right:0.5em'>layer {i + 1}</th>"

@@ -14,7 +14,7 @@ from ..costs.presets import model_preset, model_preset_label, model_preset_names
 from ..costs.serving import BATCH_SIZES, ServingPoint, best_within, serving_curve
 from ..display.palette import BAD, BLUE, LIMIT, ORANGE, verdict
 from ..display.svgchart import Axis, Chart, short_number
-from .controls import LABEL_STYLE, hardware_controls, outputs_box, problem, what_if_controls
+from .controls import LABEL_STYLE, dropdown_layout, hardware_controls, outputs_box, problem, what_if_controls
 
 TARGETS_MS = (5, 10, 20, 50, 100, 200, 500, 1000, 2000)    # per-token latency targets offered by the slider
 LABELLED_BATCHES = {1, 4, 16, 64, 256, 1024}
@@ -108,7 +108,8 @@ def serving_dashboard(model: str = "llama-3-8b", hardware: str = "a100-80gb", pr
     import ipywidgets as widgets
 
     model_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in model_preset_names()], value=model,
-                                 description="model", style=LABEL_STYLE)
+                                 description="model", style=LABEL_STYLE,
+                                 layout=dropdown_layout())
     hardware_box, precision_box, context_box, _ = hardware_controls(hardware, precision, context_len, 1)
     target_box = widgets.SelectionSlider(options=[(f"{t:,} ms", t) for t in TARGETS_MS], value=target_ms,
                                          description="target / token", style=LABEL_STYLE,
