@@ -49,9 +49,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def lab_server(root_dir: Path, home: Path):
+def lab_server(root_dir: Path, home: Path, cwd: Path | None = None):
     """Start `jupyter lab` on a free port with its own config, runtime and settings folders; yields the base
-    URL and token. The settings silence the news toast and keep every cell in the DOM."""
+    URL and token. The settings silence the news toast and keep every cell in the DOM. ``cwd``: where the server
+    runs (nbgrader's formgrader and validate read nbgrader_config.py from there); default: ``root_dir``."""
     settings = home / "lab-user-settings"
     for plugin, values in {
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
@@ -71,7 +72,7 @@ def lab_server(root_dir: Path, home: Path):
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.root_dir={root_dir}", "--LabApp.expose_app_in_browser=True"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd or root_dir)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
