@@ -1,7 +1,9 @@
 """Lesson 03's live dashboards on the shipped tiny models: the MoE routing view and the pruning slider. Plain
 callbacks, checked against the models' own code, never raising on an impossible setting."""
 import math
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -77,7 +79,7 @@ def test_bad_prompts_and_settings_give_a_message_not_a_traceback(routing, prompt
 
 def test_an_unknown_balance_weight_is_explained(routing):
     assert "no routers trained with balance weight 7" in routing_report(routing, "c ab>", 0.0, "7")
-    routing.use_alpha(str(routing.trained_alpha))
+    routing.use_alpha("shipped")
 
 
 def test_every_example_prompt_is_readable():
@@ -89,11 +91,16 @@ def test_retrained_routers_change_the_routing_and_switching_back_restores_the_sh
     variants, report = load_router_variants()
     if not variants:
         pytest.skip("no retrained routers shipped (scripts/train_moe_routers.py writes them)")
-    assert set(routing.alphas) >= {"0.0", "0.01", "1.0"} and "variants" in report
-    shipped = routing.route("a 12+34>", alpha="0.01").layers
+    assert routing.alphas[0] == "shipped" and set(routing.alphas) >= {"0.0", "0.01", "1.0"} and "variants" in report
+    shipped = routing.route("a 12+34>", alpha="shipped").layers
     other = routing.route("a 12+34>", alpha="1.0").layers
     assert [layer.experts for layer in shipped] != [layer.experts for layer in other]
-    assert routing.route("a 12+34>", alpha="0.01").layers == shipped
+    assert "retrained 200 steps with balance weight alpha = 1.0" in routing_report(routing, "a 12+34>", 0, "1.0")
+    # A higher weight evened the load on the validation text, and cost some loss (the report's numbers).
+    variants_report = report["variants"]
+    assert max(variants_report["1.0"]["balance_loss_per_layer"]) < max(variants_report["0.0"]["balance_loss_per_layer"])
+    assert variants_report["1.0"]["validation_loss"] > variants_report["0.0"]["validation_loss"]
+    assert routing.route("a 12+34>", alpha="shipped").layers == shipped
     for block, router in zip(routing.model.h, routing.shipped, strict=True):
         assert torch.equal(block.mlp.router, router)
 
@@ -169,3 +176,15 @@ def test_callbacks_answer_without_stalling(routing, pruner):
         start = time.perf_counter()
         call()
         assert time.perf_counter() - start < 3.0
+
+
+def test_shipped_router_variants_follow_their_recipe_and_fit_the_model():
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_moe_routers
+
+    variants, report = load_router_variants()
+    if not variants:
+        pytest.skip("no retrained routers shipped")
+    assert report["training"] == train_moe_routers.RECIPE
+    assert sorted(variants, key=float) == [str(a) for a in train_moe_routers.ALPHAS]
+    assert all(r.shape == (128, 8) and r.dtype == torch.float16 for routers in variants.values() for r in routers)

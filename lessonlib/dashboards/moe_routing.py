@@ -40,6 +40,7 @@ CAPACITY_CHOICES = (("no limit", 0.0), ("2.0", 2.0), ("1.5", 1.5), ("1.25", 1.25
 MAX_PROMPT = 120        # characters: the answer must still fit the 256-position table
 MAX_ANSWER = 24         # characters generated after the prompt
 ROUTERS = "moe_routers/tiny-moe-routers.pt"
+SHIPPED = "shipped"
 
 
 def _show(ch: str) -> str:
@@ -89,15 +90,16 @@ class RoutingModel:
 
     @property
     def alphas(self) -> list[str]:
-        """The balance weights offered: the shipped routers' and every retrained variant's."""
-        return sorted({str(self.trained_alpha), *self.variants}, key=float)
+        """The routers offered: "shipped" (trained with the model), then every retrained variant's alpha."""
+        return [SHIPPED, *sorted(self.variants, key=float)]
 
     def use_alpha(self, alpha: str) -> None:
+        """Load the shipped routers ("shipped") or those retrained with balance weight ``alpha``."""
         if alpha == self.alpha:
             return
-        if alpha not in self.variants and alpha != str(self.trained_alpha):
+        if alpha != SHIPPED and alpha not in self.variants:
             raise ValueError(f"no routers trained with balance weight {alpha}; choose one of {', '.join(self.alphas)}")
-        routers = self.variants.get(alpha, self.shipped)
+        routers = self.shipped if alpha == SHIPPED else self.variants[alpha]
         with torch.no_grad():
             for block, router in zip(self.model.h, routers, strict=True):
                 block.mlp.router.copy_(router.float())
@@ -108,7 +110,7 @@ class RoutingModel:
         if not (isinstance(capacity_factor, (int, float)) and math.isfinite(capacity_factor)
                 and capacity_factor >= 0):
             raise ValueError(f"the capacity factor is a positive number (0 for no limit), got {capacity_factor!r}")
-        self.use_alpha(alpha or self.alpha or str(self.trained_alpha))
+        self.use_alpha(alpha or self.alpha or SHIPPED)
         key = (self.alpha, prompt, float(capacity_factor))
         if key not in self._cache:
             if len(self._cache) > 256:
@@ -239,18 +241,22 @@ def _alpha_table(model: RoutingModel, current: str) -> str:
         return (f"<p style='color:{GREY}'>Only the shipped routers (alpha = {model.trained_alpha}) are available: "
                 "run <code>python scripts/train_moe_routers.py</code> to retrain them with other weights.</p>")
     rows = []
-    for alpha in sorted(variants, key=float):
-        v = variants[alpha]
+    shipped = model.variants_report.get("as_shipped")
+    entries = ([(SHIPPED, shipped)] if shipped else []) + [(a, variants[a]) for a in sorted(variants, key=float)]
+    for alpha, v in entries:
         balance = sum(v["balance_loss_per_layer"]) / len(v["balance_loss_per_layer"])
         busiest = max(max(row) for row in v["expert_share_per_layer"])
         mark = " style='background:#fde9c9'" if alpha == current else ""
-        rows.append(f"<tr{mark}><td style='padding:0.1em 0.6em'>{alpha}</td>"
+        name = f"as shipped ({model.trained_alpha})" if alpha == SHIPPED else alpha
+        rows.append(f"<tr{mark}><td style='padding:0.1em 0.6em;white-space:nowrap'>{name}</td>"
                     f"<td style='padding:0.1em 0.6em;text-align:right'>{v['validation_loss']:.3f}</td>"
                     f"<td style='padding:0.1em 0.6em;text-align:right'>{balance:.2f}</td>"
                     f"<td style='padding:0.1em 0.6em;text-align:right'>{busiest:.0%}</td></tr>")
     steps = model.variants_report.get("training", {}).get("steps", "?")
     return (f"<p style='margin-bottom:0.2em'>Routers retrained {steps} steps with each balance weight alpha, every "
-            "other weight frozen; measured on the validation text:</p><table style='border-collapse:collapse'>"
+            "other weight frozen (0.01 is the control: the shipped weight, the same extra steps); measured on the "
+            "validation text. A higher alpha evens the load and costs a little loss:</p>"
+            "<table style='border-collapse:collapse'>"
             "<tr><th style='padding:0.1em 0.6em'>alpha</th><th style='padding:0.1em 0.6em'>loss (nats)</th>"
             "<th style='padding:0.1em 0.6em'>balance loss</th><th style='padding:0.1em 0.6em'>busiest expert</th>"
             f"</tr>{''.join(rows)}</table>")
@@ -265,6 +271,9 @@ def routing_report(model: RoutingModel, prompt: str = DEFAULT_PROMPT, capacity_f
     except (ValueError, TypeError) as error:
         return problem("Cannot route this prompt", error)
     alpha = model.alpha
+    steps = model.variants_report.get("training", {}).get("steps", "?")
+    routers = (f"routers as shipped (trained with the model, balance weight alpha = {model.trained_alpha})"
+               if alpha == SHIPPED else f"routers retrained {steps} steps with balance weight alpha = {alpha}")
     if r.answer is not None:
         try:
             right = correct_answer(prompt.strip())
@@ -281,8 +290,8 @@ def routing_report(model: RoutingModel, prompt: str = DEFAULT_PROMPT, capacity_f
     total = len(r.tokens) * r.k * len(r.layers)
     return f"""
 <div style="font-family:sans-serif;max-width:60em">
-<p><b>tiny-moe</b>: {len(r.layers)} layers of {r.n_experts} experts, top-{r.k} per token; routers trained with
-balance weight alpha = {alpha}; {limit}{f': {dropped} of {total} assignments dropped' if dropped else ''}.</p>
+<p><b>tiny-moe</b>: {len(r.layers)} layers of {r.n_experts} experts, top-{r.k} per token; {routers};
+{limit}{f': {dropped} of {total} assignments dropped' if dropped else ''}.</p>
 <p>{answer}</p>
 {_grid(r)}
 <p style="font-size:90%">Each column is a character the model read (&#9166; the newline before every line); each cell
@@ -307,8 +316,11 @@ def moe_routing_dashboard(prompt: str = DEFAULT_PROMPT, model: RoutingModel | No
                                      description="examples", style=LABEL_STYLE)
     capacity_box = widgets.SelectionSlider(options=list(CAPACITY_CHOICES), value=0.0, description="capacity factor",
                                            style=LABEL_STYLE, layout=widgets.Layout(width="36em", max_width="100%"))
-    alpha_box = widgets.ToggleButtons(options=model.alphas, value=str(model.trained_alpha),
-                                      description="balance weight", style=LABEL_STYLE)
+    alpha_box = widgets.ToggleButtons(options=[("as shipped", SHIPPED)] + [(a, a) for a in model.alphas[1:]],
+                                      value=SHIPPED, description="balance weight", style=LABEL_STYLE,
+                                      tooltips=["the routers tiny-moe was trained with (alpha = 0.01)"]
+                                      + [f"routers retrained with alpha = {a}, every other weight frozen"
+                                         for a in model.alphas[1:]])
     report = widgets.HTML()
 
     def update(_change=None):
