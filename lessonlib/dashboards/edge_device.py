@@ -156,7 +156,7 @@ def edge_dashboard(tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | No
     wide = widgets.Layout(width="36em", max_width="100%")
     fraction_box = widgets.FloatSlider(value=0.6, min=0.05, max=1.0, step=0.05, description="memory for model",
                                        readout_format=".0%", layout=wide, style=LABEL_STYLE,
-                                       description_tooltip="the share of the device's memory the model may use")
+                                       tooltip="the share of the device's memory the model may use")
     dense_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in dense_preset_names()],
                                  value="mistral-7b", description="dense model", style=LABEL_STYLE,
                                  layout=dropdown_layout())
