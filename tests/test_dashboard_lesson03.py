@@ -188,3 +188,18 @@ def test_shipped_router_variants_follow_their_recipe_and_fit_the_model():
     assert report["training"] == train_moe_routers.RECIPE
     assert sorted(variants, key=float) == [str(a) for a in train_moe_routers.ALPHAS]
     assert all(r.shape == (128, 8) and r.dtype == torch.float16 for routers in variants.values() for r in routers)
+
+
+def test_the_answer_under_a_capacity_limit_is_the_cached_generation_with_that_limit(routing):
+    """The dashboard decodes without the limit after the prompt: the same tokens as the cached path with the
+    limit on every call (a single token never overflows an expert)."""
+    routing.use_alpha("shipped")
+    for prompt, factor in (("s zyxwvutsrq>", 1.0), ("r abcdefghij>", 0.5), ("c kqzmw>", 0.25)):
+        answer = routing.route(prompt, factor).answer
+        ids = torch.tensor([TOKENIZER.encode("\n" + prompt)])
+        routing.model.config.capacity_factor = factor
+        try:
+            out = routing.model.generate(ids, len(answer) + 1)[0, ids.shape[1]:].tolist()
+        finally:
+            routing.model.config.capacity_factor = None
+        assert TOKENIZER.decode(out) == answer + "\n", (prompt, factor)

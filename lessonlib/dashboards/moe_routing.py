@@ -9,7 +9,8 @@ Two knobs:
 
 * **capacity factor** (inference): an expert takes at most ``ceil(factor x tokens x k / N)`` assignments of the
   prompt; the rest are dropped (the token skips that expert; the residual stream carries it on). Counted over
-  the whole prompt in one forward pass, as :func:`lessonlib.models.moe.moe_mlp` does.
+  the whole prompt in one forward pass, as :func:`lessonlib.models.moe.moe_mlp` does; the answer is then
+  generated one token per step with the KV cache, and a single token never overflows an expert.
 * **balance weight alpha** (training): routers retrained with other weights of the balance loss (every other
   weight frozen; ``scripts/train_moe_routers.py``, shipped in ``checkpoints/moe_routers``). The table under the
   grid gives what each alpha did on the validation data.
@@ -140,16 +141,25 @@ class RoutingModel:
         return Routing(text, layers, answer, n, k)
 
     def _answer(self, ids: torch.Tensor) -> str:
-        """Greedy answer, each step a full forward over the whole sequence, so that the capacity limit applies
-        to the prompt and the answer as the routing view shows it (a cached step routes one token at a time)."""
-        new = []
+        """Greedy answer as a server with a KV cache computes it: the prompt in one pass under the capacity
+        limit (the routing the view shows), then one token per step until the newline. A single token never
+        overflows an expert (its k choices are k different experts and every capacity is at least 1), so the
+        steps run without the limit: the same result, on the fast one-token path."""
+        config = self.model.config
+        cache = self.model.new_cache(1, min(config.max_position_embeddings, ids.shape[1] + MAX_ANSWER))
+        config.capacity_factor = self.model.h[0].mlp.capacity_factor
+        try:
+            logits = self.model.prefill(ids, cache)
+        finally:
+            config.capacity_factor = None
+        newline, out = TOKENIZER.encode("\n")[0], []
         for _ in range(MAX_ANSWER):
-            token = int(self.model(ids).logits[0, -1].argmax())
-            if TOKENIZER.decode([token]) == "\n":
+            token = int(logits[0].argmax())
+            if token == newline:
                 break
-            new.append(token)
-            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-        return TOKENIZER.decode(new)
+            out.append(token)
+            logits = self.model.decode_step(torch.tensor([token]), cache)
+        return TOKENIZER.decode(out)
 
 
 def check_prompt(prompt) -> str:
