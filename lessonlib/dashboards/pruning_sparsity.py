@@ -46,20 +46,24 @@ def questions() -> list[str]:
 
 
 @torch.no_grad()
-def answers_right(model, lines: list[str]) -> torch.Tensor:
-    """(len(lines),) bool: is each line's answer exactly what greedy decoding gives? One forward pass: the
-    lines, each after a newline and ended by one, padded at the end (a causal model never reads padding that
-    comes after a position)."""
-    texts = ["\n" + line + "\n" for line in lines]
-    width = max(len(t) for t in texts)
-    ids = torch.tensor([TOKENIZER.encode(t.ljust(width, "\n")) for t in texts])
-    predicted = model(ids[:, :-1]).logits.argmax(dim=-1)              # (lines, width - 1)
-    right = []
-    for i, line in enumerate(lines):
-        start, end = answer_span(line)
-        # Position p predicts character p + 1 of the text; the answer and its newline are text[start+1 : end+2].
-        right.append(bool((predicted[i, start:end + 1] == ids[i, start + 1:end + 2]).all()))
-    return torch.tensor(right)
+def answers_right(model, lines: list[str], groups: int = 2) -> torch.Tensor:
+    """(len(lines),) bool: is each line's answer exactly what greedy decoding gives? One forward pass per group of
+    lines of similar length: each line after a newline and ended by one, padded at the end to its group's
+    longest (a causal model never reads padding that comes after a position)."""
+    order = sorted(range(len(lines)), key=lambda i: len(lines[i]))
+    size = -(-len(lines) // groups)
+    right = torch.zeros(len(lines), dtype=torch.bool)
+    for g in range(0, len(order), size):
+        members = order[g:g + size]
+        texts = ["\n" + lines[i] + "\n" for i in members]
+        width = max(len(t) for t in texts)
+        ids = torch.tensor([TOKENIZER.encode(t.ljust(width, "\n")) for t in texts])
+        predicted = model(ids[:, :-1]).logits.argmax(dim=-1)              # (group, width - 1)
+        for row, i in enumerate(members):
+            start, end = answer_span(lines[i])
+            # Position p predicts character p + 1 of the text; the answer and its newline: text[start+1 : end+2].
+            right[i] = bool((predicted[row, start:end + 1] == ids[row, start + 1:end + 2]).all())
+    return right
 
 
 @dataclass
