@@ -8,8 +8,9 @@ Starts presenter mode (what `make demo` runs) on a free port, opens every lesson
 times: right until its end, then left. Each move is timed inside the page, from the key event to the first change
 of the dashboard's outputs. From the defaults, 8 moves right are all new settings for every dashboard but the
 serving one (whose target slider reaches its end and comes back); the tiny-model dashboards answer a setting
-they have already shown at once (~10-25 ms here), which this benchmark does not count. Target (issue 13): 300 ms for the analytic
-dashboards; the tiny-model ones are held to their 300 ms compute target plus the same transport.
+they have already shown at once (~10-25 ms here), which this benchmark does not count. Target (issue 13): 300 ms
+for the analytic dashboards; the table holds the tiny-model ones to the same line, though their compute target
+alone is 300 ms.
 """
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Every lesson in a real browser: JupyterLab runs the whole solution notebook, plots render, the test cells
 award full marks, and each lesson's dashboard answers a control change."""
+import json
 import shutil
-import time
 
 import pytest
 
-from .browser import chromium_page, lab_server, open_notebook_and_run_all, require_chromium
+from .browser import SCREENSHOTS, chromium_page, lab_server, open_notebook_and_run_all, require_chromium
 from .conftest import ASSIGNMENTS, REPO
 
 
@@ -45,10 +45,18 @@ def test_test_cells_award_full_marks(lab_page):
         assert earned == allotted, line
 
 
-def _wait_for_report(page, text, timeout=10_000):
-    page.wait_for_function(
-        "t => [...document.querySelectorAll('.widget-html-content')].some(e => e.innerText.includes(t))",
-        arg=text, timeout=timeout, polling=20)
+# Time, inside the page, from the key event on a slider's handle to the first change of a report: the whole round
+# trip a learner sees (browser -> kernel -> callback -> browser -> redraw).
+ARM = """(report) => {
+  window.__lessonlib = {key: null, changed: null};
+  document.addEventListener('keydown', () => { if (window.__lessonlib.key === null)
+      window.__lessonlib.key = performance.now(); }, {capture: true, once: true});
+  const target = [...document.querySelectorAll('.widget-html-content')].find(e => e.innerText.includes(report));
+  const before = target.innerHTML;
+  const observer = new MutationObserver(() => { if (target.innerHTML !== before) {
+      window.__lessonlib.changed = performance.now(); observer.disconnect(); } });
+  observer.observe(target, {childList: true, subtree: true, characterData: true});
+}"""
 
 
 def test_dashboard_answers_a_control_change(lab_page):
@@ -57,14 +65,23 @@ def test_dashboard_answers_a_control_change(lab_page):
     report.wait_for(timeout=30_000)
     assert "batch 1," in report.inner_text()
     batch_slider = page.locator(".widget-slider", has_text="batch").locator(".noUi-handle").first
+    batch_slider.scroll_into_view_if_needed()
     batch_slider.focus()
-    start = time.perf_counter()
+    page.evaluate(ARM, "tokens/s")
     batch_slider.press("End")
-    _wait_for_report(page, "batch 1024")
-    elapsed = time.perf_counter() - start
-    # The browser -> kernel -> browser round trip, generous for a loaded 2-core machine; the callbacks
-    # themselves are timed in tests/test_dashboard_*.py.
-    assert elapsed < 3.0, f"the dashboard took {elapsed:.2f} s to answer"
+    page.wait_for_function("() => window.__lessonlib.changed !== null", timeout=10_000, polling=20)
+    assert "batch 1024" in report.inner_text()
+    elapsed_ms = page.evaluate("() => window.__lessonlib.changed - window.__lessonlib.key")
+    record = REPO / "reports" / "lab-latency.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
+    times = json.loads(record.read_text()) if record.exists() else {}
+    times[page.assignment] = round(elapsed_ms, 1)
+    record.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
+    cell = report.locator("xpath=ancestor::div[contains(@class, 'jp-Cell')][1]")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    cell.screenshot(path=str(SCREENSHOTS / f"lab-dashboard-{page.assignment}.png"))
+    # The round trip, generous for a loaded 2-core machine; the callbacks are timed by benchmarks/.
+    assert elapsed_ms < 3000, f"the dashboard took {elapsed_ms:.0f} ms to answer"
 
 
 def test_sample_prose_is_computed(lab_page):

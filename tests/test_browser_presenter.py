@@ -98,3 +98,25 @@ def test_every_dashboard_of_a_lesson_page_is_live_and_answers_its_control(presen
         # The round trip key -> kernel -> page, generous for a loaded 2-core machine (the target is measured by
         # benchmarks/bench_dashboards_browser.py).
         assert moved["ms"] < 5000, f"{demo.title} took {moved['ms']:.0f} ms to answer"
+
+
+def test_the_edge_table_stays_readable_on_a_narrow_zoomed_projector_page(presenter):
+    """A 960-pixel projector page at 150% zoom lays out 640 CSS pixels: the edge table keeps its cells on one line
+    (it scrolls sideways instead of collapsing to one word per line)."""
+    lesson = "03_moe_vs_pruning"
+    index = next(i for i, d in enumerate(PAGES[lesson]) if d.dashboard.startswith("edge_device"))
+    presenter.set_viewport_size({"width": 640, "height": 1000})
+    presenter.goto(f"{presenter.base_url}/{lesson}.ipynb")
+    table = presenter.locator(f".lessonlib-demo-{index} table").first
+    table.wait_for()
+    table.scroll_into_view_if_needed()
+    heights = presenter.evaluate("""(table) => {
+        const cells = [...table.querySelectorAll('td:nth-child(7), th')];
+        return cells.map(c => [c.innerText, c.getBoundingClientRect().height,
+                               parseFloat(getComputedStyle(c).lineHeight) || 24]);
+    }""", table.element_handle())
+    tall = [(text, h) for text, h, line in heights if h > 2.6 * line]
+    assert not tall, f"cells wrapped onto three lines or more: {tall[:5]}"
+    fits_cells = [(text, h, line) for text, h, line in heights if "fit" in text]
+    assert fits_cells and all(h < 1.8 * line for _, h, line in fits_cells), fits_cells
+    screenshot_scrolled(presenter, "#rendered_cells", SCREENSHOTS / "presenter-03-at-640px.png", width=640)
