@@ -81,7 +81,8 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
                 dense: str = "mistral-7b", moe: str = "mixtral-8x7b", kind: str = "structured",
                 sparsity: float = 0.5, context_len: int = 2048, batch_size: int = 1,
                 tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | None = None,
-                quality: QualityCurve | None = None, bandwidth_x: float = 1.0, flops_x: float = 1.0) -> str:
+                quality: QualityCurve | None = None, bandwidth_x: float = 1.0, flops_x: float = 1.0,
+                quality_source: str = "measured in this lesson") -> str:
     """The dashboard's callback: an HTML table of every candidate on the device. Never raises: a bad input
     is reported in the returned HTML with what to change. ``bandwidth_x`` and ``flops_x`` scale the device."""
     try:
@@ -130,15 +131,15 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
         notes.append("Times in brackets are what the roofline predicts for a model that does not fit: as set, it "
                      "does not run on this device.")
     if quality is not None:
-        notes.append(f"Quality is the change in {quality.metric} against the dense tiny model, measured in this "
-                     "lesson; for the real models it is only a proxy.")
+        notes.append(f"Quality is the change in {quality.metric} against the dense tiny model, {quality_source}; "
+                     "for the real models it is only a proxy.")
     return f"""
 <div style="font-family:sans-serif;font-size:90%">
 <p><b>{html.escape(hw.label)}</b>: {human_bytes(hw.memory_bytes)} of memory, {memory_fraction:.0%} of it
 left for the model = <b>{human_bytes(budget)}</b> (the <span style="color:{LIMIT}"><b>|</b></span> line; bars span
 twice that); {hw.memory_bandwidth / 1e9:,.0f} GB/s; {precision} ({DESCRIPTIONS[precision]}), batch {batch_size},
 {int(context_len):,} tokens of context.</p>
-<div style="overflow-x:auto;max-width:100%"><table style="border-collapse:collapse;min-width:60em">
+<div style="overflow-x:auto;max-width:calc(100vw - 3em)"><table style="border-collapse:collapse;min-width:60em">
 {header}{''.join(body)}</table></div>
 <p style="font-size:90%"><span style="color:{COLORS['weights']}">&#9632;</span> weights
 &nbsp; <span style="color:{COLORS['KV cache']}">&#9632;</span> KV cache. {' '.join(html.escape(n) for n in notes)}</p>
@@ -147,6 +148,7 @@ twice that); {hw.memory_bandwidth / 1e9:,.0f} GB/s; {precision} ({DESCRIPTIONS[p
 
 def edge_dashboard(tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | None = None,
                    quality: QualityCurve | None = None, device: str = "phone-snapdragon-8-gen-3",
+                   quality_source: str = "measured in this lesson",
                    precision: str = "int8", context_len: int = 2048, batch_size: int = 1):
     """Dropdowns and sliders around :func:`edge_report`. Returns the widget to display."""
     import ipywidgets as widgets
@@ -175,7 +177,8 @@ def edge_dashboard(tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | No
     def update(_change=None):
         report.value = edge_report(hardware_box.value, fraction_box.value, precision_box.value, dense_box.value,
                                    moe_box.value, kind_box.value, sparsity_box.value, context_box.value,
-                                   batch_box.value, tiny_dense, tiny_moe, quality)
+                                   batch_box.value, tiny_dense, tiny_moe, quality,
+                                   quality_source=quality_source)
 
     def on_kind(change):
         # 2:4 removes exactly half: show 50% on a locked slider, and give the slider back its value after.
@@ -224,4 +227,6 @@ def edge_dashboard_shipped(**kwargs):
 
     dense, moe = load_pretrained("tiny-gpt")[0], load_pretrained("tiny-moe")[0]
     return edge_dashboard(tiny_dense=spec_of(dense, "tiny-gpt"), tiny_moe=spec_of(moe, "tiny-moe"),
-                          quality=shipped_quality_curve(), **kwargs)
+                          quality=shipped_quality_curve(),
+                          quality_source="as the course's scripts measured the shipped checkpoints (the pruned ones "
+                                         "fine-tuned after pruning)", **kwargs)

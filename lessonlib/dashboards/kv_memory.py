@@ -103,7 +103,7 @@ def kv_memory_report(model: str = "llama-2-7b", kind: str = "grouped-query", val
 <div style="font-family:sans-serif;font-size:90%;max-width:50em">
 <p><b>{html.escape(model_preset_label(model))}</b> on <b>{html.escape(hw.label)}</b>
 ({human_bytes(hw.memory_bytes)}), {precision}, {int(context_len):,} tokens per conversation. {verdict}</p>
-<div style="overflow-x:auto"><table style="border-collapse:collapse" cellpadding="4">
+<div style="overflow-x:auto;max-width:calc(100vw - 3em)"><table style="border-collapse:collapse" cellpadding="4">
 <tr><th style="text-align:left">model</th><th>parameters</th><th>KV / token</th><th>KV / sequence</th>
 <th>largest batch</th><th>time / token</th><th>tokens/s</th><th>GFLOP / token</th></tr>{''.join(body)}</table></div>
 <p style="font-size:90%">Largest batch: weights + every sequence's KV cache + activations within the device's

@@ -42,6 +42,7 @@ MAX_PROMPT = 120        # characters: the answer must still fit the 256-position
 MAX_ANSWER = 24         # characters generated after the prompt
 ROUTERS = "moe_routers/tiny-moe-routers.pt"
 SHIPPED = "shipped"
+SCROLL = "overflow-x:auto;max-width:calc(100vw - 3em)"   # a wide table scrolls sideways, never squeezes
 
 
 def _show(ch: str) -> str:
@@ -210,7 +211,7 @@ def _grid(r: Routing) -> str:
                          f"</td>")
         rows.append(f"<tr><th style='padding-right:0.5em;white-space:nowrap;text-align:right'>layer {i + 1}</th>"
                     f"{''.join(cells)}</tr>")
-    return (f"<div style='overflow-x:auto'><table style='border-collapse:separate;border-spacing:2px'>"
+    return (f"<div style='{SCROLL}'><table style='border-collapse:separate;border-spacing:2px'>"
             f"<tr><th></th>{head}</tr>{''.join(rows)}</table></div>")
 
 
@@ -240,7 +241,7 @@ def _load(r: Routing) -> str:
                     f"{''.join(cells)}<td style='padding-left:0.8em;white-space:nowrap'>balance loss "
                     f"<b>{layer.balance_loss:.2f}</b>{note}</td></tr>")
     experts = "".join(f"<th style='font-weight:normal;font-size:80%'>{e}</th>" for e in range(r.n_experts))
-    return (f"<div style='overflow-x:auto'><table style='border-collapse:collapse'><tr><th style='text-align:right;"
+    return (f"<div style='{SCROLL}'><table style='border-collapse:collapse'><tr><th style='text-align:right;"
             f"padding-right:0.5em;font-weight:normal;font-size:80%'>expert</th>{experts}<th></th></tr>"
             f"{''.join(rows)}</table></div>")
 

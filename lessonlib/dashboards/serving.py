@@ -92,7 +92,7 @@ def serving_report(model: str = "llama-3-8b", hardware: str = "a100-80gb", preci
 <p><b>{html.escape(spec.name)}</b> on <b>{html.escape(hw.label)}</b>, {precision} ({DESCRIPTIONS[precision]}),
 {int(context_len):,} tokens cached per sequence.</p>
 <p>{headline} {largest}</p>
-<div style="overflow-x:auto"><table style="border-collapse:collapse">
+<div style="overflow-x:auto;max-width:calc(100vw - 3em)"><table style="border-collapse:collapse">
 <tr><th style='{num}'>batch</th><th style='{num}'>wait / token</th><th style='{num}'>tokens/s</th>
 <th style='{num}'>memory</th><th style='{cell};text-align:left'>fits?</th><th style='{cell};text-align:left'>bound</th>
 </tr>{''.join(rows)}</table></div>
