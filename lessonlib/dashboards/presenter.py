@@ -165,7 +165,8 @@ def voila_command(folder: Path, port: int, preheat: bool) -> list[str]:
 
 
 def serve(folder: Path, port: int, preheat: bool = True, timeout: float = 60.0) -> subprocess.Popen:
-    """Start Voila on ``folder``; return once it answers (or raise, with the end of its log)."""
+    """Start Voila on ``folder``; return once it answers (its page listing: no kernel needed), or raise with the
+    end of its log."""
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
                PYTHONUNBUFFERED="1")
     log = open(folder / "voila.log", "w")
@@ -174,7 +175,7 @@ def serve(folder: Path, port: int, preheat: bool = True, timeout: float = 60.0) 
     deadline = time.time() + timeout
     while True:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/voila/render/index.ipynb", timeout=30)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
             return server
         except OSError as error:
             if server.poll() is not None or time.time() > deadline:
