@@ -92,7 +92,7 @@ release: $(COURSE_STAMP)  ## regenerate notebooks/ (student versions) from solut
 grade: $(COURSE_STAMP)  ## grade your notebooks against the hidden tests (NB=path/to/notebook.ipynb for one)
 	$(BIN)/python -m lessonlib.course.selfgrade $(NB)
 
-bench: $(DEV_STAMP)  ## run the benchmarks (decode vs HF generate, MoE layer vs Mixtral's) into benchmarks/RESULTS.md
+bench: $(DEV_STAMP)  ## run the benchmarks (decode vs HF generate, MoE vs Mixtral's, dashboards) into benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run_all.py
 
 clean-env:  ## delete the virtual environment
