@@ -59,29 +59,51 @@ ARM = """(report) => {
 }"""
 
 
+# Each lesson's dashboard in its notebook: text of its report, the slider moved, and what the report then says
+# after End and four steps back. A new lesson adds its line.
+BATCH = ("tokens/s", "batch", ("batch 1024", "batch 512", "batch 256", "batch 128", "batch 64"))
+DASHBOARDS = {
+    "00_orientation": BATCH,
+    "01_inference_costs": BATCH,
+    "02_efficient_architectures": ("tokens per conversation", "context",
+                                   ("131,072 tokens", "65,536 tokens", "32,768 tokens", "16,384 tokens",
+                                    "8,192 tokens")),
+    "03_moe_vs_pruning": BATCH,
+}
+
+
 def test_dashboard_answers_a_control_change(lab_page):
     page = lab_page
-    report = page.locator(".widget-html-content", has_text="tokens/s").first
+    if page.assignment not in DASHBOARDS:
+        pytest.skip(f"no dashboard recipe for {page.assignment}: add its line to DASHBOARDS")
+    text, label, expected_after = DASHBOARDS[page.assignment]
+    report = page.locator(".widget-html-content", has_text=text).first
     report.wait_for(timeout=30_000)
-    assert "batch 1," in report.inner_text()
-    batch_slider = page.locator(".widget-slider", has_text="batch").locator(".noUi-handle").first
-    batch_slider.scroll_into_view_if_needed()
-    batch_slider.focus()
-    page.evaluate(ARM, "tokens/s")
-    batch_slider.press("End")
-    page.wait_for_function("() => window.__lessonlib.changed !== null", timeout=10_000, polling=20)
-    assert "batch 1024" in report.inner_text()
-    elapsed_ms = page.evaluate("() => window.__lessonlib.changed - window.__lessonlib.key")
+    slider = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=label))
+    handle = slider.locator(".noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    handle.focus()
+    times = []
+    for key, expected in zip(("End", "ArrowLeft", "ArrowLeft", "ArrowLeft", "ArrowLeft"), expected_after,
+                             strict=True):
+        page.evaluate(ARM, text)
+        handle.press(key)
+        page.wait_for_function("() => window.__lessonlib.changed !== null", timeout=10_000, polling=20)
+        page.wait_for_function("t => [...document.querySelectorAll('.widget-html-content')]"
+                               ".some(e => e.innerText.includes(t))", arg=expected, timeout=10_000, polling=20)
+        times.append(page.evaluate("() => window.__lessonlib.changed - window.__lessonlib.key"))
+        page.wait_for_timeout(300)
+    elapsed_ms = sorted(times)[len(times) // 2]
     record = REPO / "reports" / "lab-latency.json"
     record.parent.mkdir(parents=True, exist_ok=True)
-    times = json.loads(record.read_text()) if record.exists() else {}
-    times[page.assignment] = round(elapsed_ms, 1)
-    record.write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
+    recorded = json.loads(record.read_text()) if record.exists() else {}
+    recorded[page.assignment] = {"median_ms": round(elapsed_ms, 1), "moves_ms": [round(t, 1) for t in times]}
+    record.write_text(json.dumps(recorded, indent=2, sort_keys=True) + "\n")
     cell = report.locator("xpath=ancestor::div[contains(@class, 'jp-Cell')][1]")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     cell.screenshot(path=str(SCREENSHOTS / f"lab-dashboard-{page.assignment}.png"))
     # The round trip, generous for a loaded 2-core machine; the callbacks are timed by benchmarks/.
-    assert elapsed_ms < 3000, f"the dashboard took {elapsed_ms:.0f} ms to answer"
+    assert elapsed_ms < 3000, f"the dashboard took {elapsed_ms:.0f} ms (median of 5 moves) to answer"
 
 
 def test_sample_prose_is_computed(lab_page):
