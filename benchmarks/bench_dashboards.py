@@ -18,6 +18,7 @@ import time
 
 from lessonlib.costs.precision import PRECISIONS
 from lessonlib.costs.presets import model_preset, model_preset_names
+from lessonlib.dashboards.cascading import CascadeView, MeasuredDraft, cascade_report, speculative_report
 from lessonlib.dashboards.controls import BATCH_CHOICES, CONTEXT_CHOICES, WHAT_IF_CHOICES
 from lessonlib.dashboards.cost_model import cost_model_report
 from lessonlib.dashboards.decode_step import decode_step_report
@@ -49,8 +50,29 @@ def sweeps():
         for h, f, p, k, s in itertools.product(HARDWARE, (0.3, 1.0), PRECISIONS, ("unstructured", "2:4", "structured"),
                                                (0.0, 0.5, 0.9))]
     yield "KV memory", ANALYTIC_P95_MS, list(_kv_memory_calls())
+    view = _cascade_view()
+    yield "cascade", ANALYTIC_P95_MS, [lambda t=t: cascade_report(view, t)
+                                       for t in [i / 100 for i in range(0, 102)] + [2.0]]
+    measured = {k: MeasuredDraft(0.75, 2.5, 1.2) for k in (1, 2, 4, 8)}
+    yield "speculative", ANALYTIC_P95_MS, [lambda a=a, k=k, c=c: speculative_report(a, k, c, measured)
+                                           for a, k, c in itertools.product((0.0, 0.5, 0.8, 0.95, 1.0),
+                                                                            (1, 2, 4, 8, 16), (0.05, 0.3, 1.0))]
     yield "MoE routing", TINY_MODEL_P95_MS, list(_routing_calls())
     yield "pruning", TINY_MODEL_P95_MS, list(_pruning_calls())
+
+
+def _cascade_view():
+    """Lesson 04's cascade panel over 400 queries and three models (synthetic: the callback's cost does not
+    depend on what the numbers are)."""
+    import numpy as np
+
+    from lessonlib.models.cascade import CascadeResults
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0, 1, (3, 400))
+    correct = rng.uniform(0, 1, (3, 400)) < np.array([[0.3], [0.6], [0.8]]) + 0.2 * confidence
+    flops = np.array([[2.7e6], [2.1e7], [6.5e7]]) * rng.uniform(0.8, 1.2, (3, 400))
+    return CascadeView.of(CascadeResults(["small", "medium", "large"], correct, confidence, flops), target=0.8)
 
 
 def _kv_memory_calls():

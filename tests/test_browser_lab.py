@@ -69,6 +69,8 @@ DASHBOARDS = {
                                    ("131,072 tokens", "65,536 tokens", "32,768 tokens", "16,384 tokens",
                                     "8,192 tokens")),
     "03_moe_vs_pruning": BATCH,
+    "04_cascading": ("tokens per round", "draft length",
+                     ("Draft 16 tokens", "Draft 15 tokens", "Draft 14 tokens", "Draft 13 tokens", "Draft 12 tokens")),
 }
 
 
@@ -110,6 +112,7 @@ def test_sample_prose_is_computed(lab_page):
     prose = "\n".join(lab_page.locator(".jp-RenderedMarkdown").all_inner_texts())
     expected = {"00_orientation": "All 128 tokens together",        # printed whatever the probe shows
                 "01_inference_costs": "Calibration on this machine",  # printed whether or not the fit is trusted
-                "03_moe_vs_pruning": "Random routing scores"}
+                "03_moe_vs_pruning": "Random routing scores",
+                "04_cascading": "is the cheapest right answer for"}
     if lab_page.assignment in expected:
         assert expected[lab_page.assignment] in prose

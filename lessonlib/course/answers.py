@@ -15,6 +15,8 @@ import math
 import warnings
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 
 def _show(markdown: str) -> None:
     try:
@@ -26,12 +28,24 @@ def _show(markdown: str) -> None:
 
 
 def _same(a: Any, b: Any) -> bool:
+    """Equal results: numbers within a relative 1e-6, arrays and lists (of numbers) element by element, anything
+    else by ==. Never raises (an array's == is not a truth value)."""
     try:
         if isinstance(b, bool) or isinstance(a, bool):
             return bool(a) == bool(b)
+        if np.ndim(a) or np.ndim(b):
+            a, b = np.asarray(a), np.asarray(b)
+            if a.shape != b.shape:
+                return False
+            if a.dtype.kind in "biuf" and b.dtype.kind in "biuf":
+                return bool(np.allclose(a, b, rtol=1e-6, atol=0))
+            return bool(np.all(a == b))
         return math.isclose(float(a), float(b), rel_tol=1e-6)
     except (TypeError, ValueError):
-        return a == b
+        try:
+            return bool(a == b)
+        except (TypeError, ValueError):
+            return False
 
 
 def _is_number(value: Any) -> bool:

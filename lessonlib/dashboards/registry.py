@@ -4,8 +4,10 @@ Presenter mode (``make demo``, :mod:`lessonlib.dashboards.presenter`) builds one
 dashboard here, in the order of ``LESSONS``, plus an index. To add a lesson's dashboard, add one ``Demo`` line
 to ``DEMOS``; its page, its place in the index and its browser test follow:
 
-    Demo("04_cascading", "Cascade: small model first", "What the threshold trades.", "cascade:cascade_dashboard",
-         control="threshold"),
+    Demo("05_new_lesson", "Title", "One sentence of context.", "module:function", control="slider label"),
+
+A dashboard whose inputs its lesson measures gets a builder without required arguments that measures them from
+the shipped models (:mod:`lessonlib.dashboards.shipped`).
 
 ``dashboard`` is ``"module:function"``: a module of ``lessonlib.dashboards`` (or a full dotted path), and a
 function that returns the widget to display, called with ``kwargs``. ``control`` is the description of a
@@ -76,6 +78,10 @@ DEMOS = [
          "An MoE keeps every expert in memory; pruning shrinks the model for good. Compare them on an edge device's "
          "memory budget.",
          "edge_device:edge_dashboard_shipped", control="sparsity"),
+    Demo("04_cascading", "Cascade, then speculative decoding",
+         "Raise the threshold and more questions go on to the larger models: accuracy bought with compute. Lengthen "
+         "the draft and watch when speculative decoding stops paying.",
+         "shipped:cascading_dashboard_shipped", control="draft length"),
 ]
 
 
