@@ -70,10 +70,10 @@ def test_show_marks_each_dashboard_and_turns_a_failure_into_a_sentence(monkeypat
     assert "lessonlib-demo-error" in message._dom_classes
 
 
-def test_the_server_listens_on_this_machine_only_and_cleans_up_closed_pages(tmp_path):
+def test_the_server_listens_on_this_machine_only_and_shuts_down_kernels_of_closed_pages(tmp_path):
     command = presenter.voila_command(tmp_path, 8866, preheat=True)
     assert "--Voila.ip=127.0.0.1" in command and "--port=8866" in command and "--no-browser" in command
-    assert any("cull_idle_timeout" in part for part in command)
+    assert f"--MappingKernelManager.cull_idle_timeout={presenter.CULL_AFTER_S}" in command
     assert "--VoilaConfiguration.show_tracebacks=False" in command
     assert not any("preheat" in part for part in presenter.voila_command(tmp_path, 8866, preheat=False))
 

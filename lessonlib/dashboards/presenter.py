@@ -9,7 +9,8 @@ each, in large type with high contrast (``PRESENTER_CSS``) and the course's colo
 that fails to build shows a sentence saying so, never a traceback.
 
 Kernels: every page load starts one (Voila runs the page's notebook in it). With preheating (the default) Voila
-keeps one kernel per page already run, so a page opens at once; a kernel whose page was closed is shut down.
+keeps one kernel per page already run, so a page opens at once. A page's kernel outlives the page: one without a
+page is shut down after 10 idle minutes, and all of them when the server stops.
 """
 from __future__ import annotations
 
@@ -153,12 +154,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+CULL_AFTER_S = 600
+
+
 def voila_command(folder: Path, port: int, preheat: bool) -> list[str]:
     command = [sys.executable, "-m", "voila", str(folder), "--no-browser", f"--port={port}",
                "--Voila.ip=127.0.0.1", "--Voila.port_retries=0", "--theme=light",
                "--VoilaConfiguration.show_tracebacks=False",
-               # A page's kernel ends when its page closes; one left behind is shut down after 20 idle minutes.
-               "--MappingKernelManager.cull_idle_timeout=1200", "--MappingKernelManager.cull_interval=120"]
+               # Every page load runs its own kernel, and one stays after its page closes: shut down the kernels
+               # without a page after 10 idle minutes (Voila never culls a preheated kernel still waiting).
+               f"--MappingKernelManager.cull_idle_timeout={CULL_AFTER_S}",
+               "--MappingKernelManager.cull_interval=60"]
     if preheat:
         command += ["--VoilaConfiguration.preheat_kernel=True", "--VoilaConfiguration.default_pool_size=1"]
     return command
