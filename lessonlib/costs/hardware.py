@@ -14,6 +14,7 @@ from importlib import resources
 from typing import Mapping
 
 from ..core.timing import min_time
+from .precision import COMPUTED_AS
 
 THIS_MACHINE = "this-machine"
 
@@ -29,6 +30,8 @@ class HardwareSpec:
     source: str = ""
 
     def flops_for(self, precision: str) -> float:
+        if precision not in self.peak_flops and precision in COMPUTED_AS:
+            precision = COMPUTED_AS[precision]     # int4 weights are multiplied at the int8 rate
         if precision not in self.peak_flops:
             raise KeyError(f"{self.label} has no peak figure for {precision!r}; "
                            f"known: {', '.join(self.peak_flops)}")

@@ -14,13 +14,15 @@ def hardware_label(name: str) -> str:
     return "This machine (measured)" if name == THIS_MACHINE else hardware_preset(name).label
 
 
-def hardware_controls(hardware: str, precision: str, context_len: int, batch_size: int, width: str = "520px"):
-    """The controls every cost dashboard shares: hardware, precision, context and batch sliders."""
+def hardware_controls(hardware: str, precision: str, context_len: int, batch_size: int, width: str = "520px",
+                      precisions=PRECISIONS):
+    """The controls every cost dashboard shares: hardware, precision (one of ``precisions``), context and batch
+    sliders."""
     import ipywidgets as widgets
 
     hardware_box = widgets.Dropdown(
         options=[(hardware_label(n), n) for n in hardware_preset_names()], value=hardware, description="hardware")
-    precision_box = widgets.ToggleButtons(options=list(PRECISIONS), value=precision, description="precision")
+    precision_box = widgets.ToggleButtons(options=list(precisions), value=precision, description="precision")
     wide = widgets.Layout(width=width)
     context_box = widgets.SelectionSlider(options=CONTEXT_CHOICES, value=context_len, description="context",
                                           layout=wide)
