@@ -125,7 +125,9 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
             measured = f"the change in {quality.metric} measured in lesson 03" if quality else "not measured"
             body.append("<tr><td colspan='11' style='border-top:1px solid #999;font-size:85%;color:#555'>"
                         "the course's tiny models (parameters in billions, so 0.000831 B = 831 thousand); quality: "
-                        f"{html.escape(measured)}, against tiny-gpt</td></tr>")
+                        f"{html.escape(measured)}, against tiny-gpt"
+                        + (" (pruned ones against tiny-gpt trained for their extra fine-tuning steps)"
+                           if quality is not None and quality.control is not None else "") + "</td></tr>")
     header = ("<tr><th>model</th><th>kind</th><th>params in memory</th><th>active / token</th>"
               "<th>memory vs budget</th><th>needed</th><th>fits?</th><th>decode step</th><th>tokens/s</th>"
               "<th>bound</th><th>quality</th></tr>")

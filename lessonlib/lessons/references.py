@@ -1,4 +1,4 @@
-"""Reference answers to the coding exercises of lessons 00 and 01.
+"""Reference answers to the coding exercises of lessons 00, 01 and 03.
 
 A notebook falls back on these while an exercise is unanswered, so that the cells after it still run (and say
 so): see :func:`lessonlib.course.answers.yours_or_reference`. They are the worked solutions, in the open like
@@ -140,3 +140,21 @@ def moe_params(config):
 def fits(config, memory_bytes, bytes_per_param):
     """Exercise 03b-2: every weight in memory; exactly filling it fits."""
     return bool(moe_params(config)[0] * bytes_per_param <= memory_bytes)
+
+
+def plan(scenario, x_config, y_base_config, y_kept):
+    """Exercise 03b-4b: (x_fits, y_fits, x_ms, y_ms, choice) for design X (an MoE config) against design Y (a
+    fraction ``y_kept`` of a dense config's parameters) under ``scenario``; see the notebook for the rules."""
+    b, budget, bandwidth = scenario["bytes_per_param"], scenario["budget_bytes"], scenario["bandwidth"]
+    x_total, x_active = moe_params(x_config)
+    y_params = y_kept * moe_params(y_base_config)[0]
+    expert = 3 * x_config["hidden_size"] * x_config["intermediate_size"] * x_config["num_hidden_layers"]
+    if scenario["experts_in_flash"]:
+        all_experts, active_experts = expert * x_config["num_local_experts"], expert * x_config["num_experts_per_tok"]
+        x_fits = (x_total - all_experts) * b <= budget
+        x_ms = 1e3 * ((x_active - active_experts) * b / bandwidth + active_experts * b / scenario["flash_bandwidth"])
+    else:
+        x_fits, x_ms = x_total * b <= budget, 1e3 * x_active * b / bandwidth
+    y_fits, y_ms = y_params * b <= budget, 1e3 * y_params * b / bandwidth
+    fitting = {name: ms for name, ok, ms in (("X", x_fits, x_ms), ("Y", y_fits, y_ms)) if ok}
+    return x_fits, y_fits, x_ms, y_ms, (min(fitting, key=fitting.get) if fitting else None)
