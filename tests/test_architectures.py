@@ -77,15 +77,15 @@ def test_variants_are_measured_side_by_side():
         measure_variants(models, val, contexts=(62,))
 
 
-def test_lesson_02_multiple_choice_options_do_not_give_the_answer_away_by_length():
+@pytest.mark.parametrize("lesson", ["02_efficient_architectures", "03b_pruning_and_the_edge"])
+def test_multiple_choice_options_do_not_give_the_answer_away_by_length(lesson):
     """Balanced options: the longest at most 1.2x the shortest (the same rule as lesson 00's)."""
     import re
     from pathlib import Path
 
     import nbformat
 
-    path = Path(__file__).resolve().parents[1] / "solutions" / "02_efficient_architectures" / \
-        "02_efficient_architectures.ipynb"
+    path = Path(__file__).resolve().parents[1] / "solutions" / lesson / f"{lesson}.ipynb"
     found = 0
     for cell in nbformat.read(path, as_version=4).cells:
         options = re.findall(r"^- \*\*([A-E])\.\*\* (.+?)(?=\n- \*\*|\Z)", cell.source, re.S | re.M)

@@ -71,6 +71,7 @@ def test_sample_prose_is_computed(lab_page):
     prose = "\n".join(lab_page.locator(".jp-RenderedMarkdown").all_inner_texts())
     expected = {"00_orientation": "All 128 tokens together",        # printed whatever the probe shows
                 "01_inference_costs": "Calibration on this machine",  # printed whether or not the fit is trusted
-                "03_moe_vs_pruning": "Random routing scores"}
+                "03a_mixture_of_experts": "Random routing scores",   # printed whatever the sweep shows
+                "03b_pruning_and_the_edge": "Published scores"}
     if lab_page.assignment in expected:
         assert expected[lab_page.assignment] in prose

@@ -29,7 +29,7 @@ def _same(a: Any, b: Any) -> bool:
     """Do two results agree: numbers within 1e-6, booleans as booleans, arrays and tensors element by element
     (within 1e-5), tuples and lists item by item."""
     if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if hasattr(a, "shape") or hasattr(b, "shape"):          # NumPy arrays, tensors
         try:
             import numpy as np

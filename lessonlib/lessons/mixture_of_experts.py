@@ -168,22 +168,24 @@ def time_dispatch(moe_forward: Callable, n_tokens: int = 128, hidden_size: int =
     return DispatchTiming(n_tokens, n_experts, top_k, flops, timings)
 
 
-def _ratio_words(ratio: float, faster: str, slower: str) -> str:
+def _compared(ratio: float) -> str:
+    """``ratio`` = yours / lessonlib's time, in words."""
     if ratio >= 1.25:
-        return f"{ratio:.1f}x {slower}"
+        return f"Yours took {ratio:.1f}x lessonlib's time."
     if ratio <= 0.8:
-        return f"{1 / ratio:.1f}x {faster}"
-    return "about as fast (within 25%)"
+        return f"Yours was {1 / ratio:.1f}x faster than lessonlib's."
+    return "Yours and lessonlib's took about the same time (within 25%)."
 
 
 def dispatch_summary(t: DispatchTiming) -> str:
     ms = {way: 1e3 * timing.seconds for way, timing in t.timings.items()}
     head = (f"{t.n_tokens} tokens, {t.n_experts} experts, top-{t.top_k}: your dispatch took {ms['yours']:.2f} ms, "
-            f"lessonlib's {ms['lessonlib']:.2f} ms, every expert on every token {ms['every expert on every token']:.2f} ms "
+            f"lessonlib's {ms['lessonlib']:.2f} ms, every expert on every token "
+            f"{ms['every expert on every token']:.2f} ms "
             f"({t.n_experts // t.top_k}x the expert FLOPs of a dispatch).")
     if not all(timing.reliable for timing in t.timings.values()):
         return head + " " + busy_machine_note("the three ways", t.timings.values())
-    yours = _ratio_words(ms["yours"] / ms["lessonlib"], "faster", "slower")
+    yours = _compared(ms["yours"] / ms["lessonlib"])
     every = ms["every expert on every token"] / ms["yours"]
     if every >= 1.25:
         verdict = (f"Running every expert took **{every:.1f}x** as long as your dispatch: skipping the experts a token "
@@ -193,9 +195,9 @@ def dispatch_summary(t: DispatchTiming) -> str:
                    "does more arithmetic: at this size, gathering each expert's tokens and many small products cost "
                    "more than the skipped FLOPs; with larger experts (or a better dispatch) the arithmetic wins.")
     else:
-        verdict = ("Running every expert took about as long as your dispatch (within 25%): at this size the bookkeeping "
-                   "of the dispatch eats what the skipped FLOPs save.")
-    return f"{head} Yours is {yours} than lessonlib's. {verdict}"
+        verdict = ("Running every expert took about as long as your dispatch (within 25%): at this size the "
+                   "bookkeeping of the dispatch eats what the skipped FLOPs save.")
+    return f"{head} {yours} {verdict}"
 
 
 # -- one large MoE layer across batch sizes -------------------------------------------------------------------------
@@ -231,8 +233,8 @@ class MoELayerTiming:
 
 
 def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden_size: int = 1024, intermediate_size: int = 2048,
-                   n_experts: int = 8, experts_per_token: int = 2, repeats: int = 5, draws: int = 20,
-                   moe_forward: Callable | None = None) -> MoELayerTiming:
+                   n_experts: int = 8, experts_per_token: int = 2, repeats: int = 3, draws: int = 20,
+                   moe_forward: Callable | None = None, max_repeats: int = 8) -> MoELayerTiming:
     """Time an MoE feed-forward block (random weights and router, fp32) on batches of tokens, in turns with a
     dense MLP of the same active width (``experts_per_token * intermediate_size``) and one of the same total
     width (``n_experts * intermediate_size``). The MoE is ``moe_forward(x, router_weight, experts, k)`` (the
@@ -266,7 +268,7 @@ def time_moe_layer(batch_sizes=(1, 2, 4, 8, 16, 64), hidden_size: int = 1024, in
     runs = {(b, name): (lambda fn=fn, x=inputs[b]: fn(x)) for b in batch_sizes
             for name, fn in (("moe", moe_fn), ("active", dense_active), ("total", dense_total))}
     with torch.inference_mode():
-        timed = interleaved_timings(runs, repeats)
+        timed = interleaved_timings(runs, repeats, max_repeats=max(repeats, max_repeats))
         touched = []
         for b in batch_sizes:
             counts = [len(torch.topk(torch.randn(b, hidden_size, generator=g) @ w.router, top_k).indices.unique())
@@ -360,8 +362,9 @@ def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_t
             word = f"a {'lower' if dl < 0 else 'higher'} validation loss ({x.val_loss:.3f} against {y.val_loss:.3f})"
         return f"{word} and {x.exact_match:.0%} exact match against {y.exact_match:.0%}"
 
-    same_compute = (f"At the **same compute per token** as `{same_active}` ({m.flops_per_token / a.flops_per_token:.2f}x "
-                    f"its FLOPs, {m.params / a.params:.1f}x its parameters in memory), `{moe}` reaches {quality(m, a)}.")
+    same_compute = (f"At the **same compute per token** as `{same_active}` "
+                    f"({m.flops_per_token / a.flops_per_token:.2f}x its FLOPs, {m.params / a.params:.1f}x its "
+                    f"parameters in memory), `{moe}` reaches {quality(m, a)}.")
     moe_wins = m.val_loss < a.val_loss - 0.005
     same_memory = (f"Against `{same_total}`, which holds about the same parameters ({t.params / m.params:.2f}x) and "
                    f"spends them all on every token ({t.flops_per_token / m.flops_per_token:.1f}x the MoE's FLOPs), "

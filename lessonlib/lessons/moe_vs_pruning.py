@@ -172,15 +172,15 @@ def sparse_matmul_summary(runs: Sequence[SparseMatmulTiming]) -> str:
                       else f"zeros kept in the dense matrix changed the time by up to {100 * zeros:.0f}% (a dense "
                       "kernel does the same arithmetic on them, so this is noise or a cache effect)")
         wins = [s for s, r in zip(t.sparsities, t.sparse_csr, strict=True) if r < 0.9]
+        measured = (f"{', '.join(_times(r) for r in t.sparse_csr)} at "
+                    f"{', '.join(f'{s:.0%}' for s in t.sparsities)}")
         if not wins:
-            csr_text = (f"the CSR kernel was never clearly faster than dense ({', '.join(_times(r) for r in t.sparse_csr)} "
-                        f"at {', '.join(f'{s:.0%}' for s in t.sparsities)})")
+            csr_text = f"the CSR kernel was never clearly faster than dense ({measured})"
         elif wins == list(t.sparsities):
-            csr_text = (f"the CSR kernel was faster at every sparsity measured ({', '.join(_times(r) for r in t.sparse_csr)}"
-                        f" at {', '.join(f'{s:.0%}' for s in t.sparsities)})")
+            csr_text = f"the CSR kernel was faster at every sparsity measured ({measured})"
         else:
             csr_text = (f"the CSR kernel paid for its index lookups below {wins[0]:.0%} sparsity and won from there "
-                        f"({', '.join(_times(r) for r in t.sparse_csr)} at {', '.join(f'{s:.0%}' for s in t.sparsities)})")
+                        f"({measured})")
         narrow = t.compacted[0]
         narrow_text = (f"removing {t.sparsities[0]:.0%} of the output channels took {_times(narrow)} the dense time"
                        + (", close to the share kept" if abs(narrow - (1 - t.sparsities[0])) <= 0.2 else ""))
@@ -269,16 +269,16 @@ def comparison_summary(rows: Sequence[Measured], dense: str, control: str, moe: 
         pre, dec = zeros.prefill_ms / base.prefill_ms, zeros.decode_ms / base.decode_ms
         same = max(abs(pre - 1), abs(dec - 1)) <= 0.15
         bullets.append(
-            f"**{unstructured}** ({zeros.zeros / base.params:.0%} of all parameters zero): prefill {pre:.2f}x and batch-1 "
-            f"decode {dec:.2f}x the dense model's time"
+            f"**{unstructured}** ({zeros.zeros / base.params:.0%} of all parameters zero): prefill {pre:.2f}x and "
+            f"batch-1 decode {dec:.2f}x the dense model's time"
             + (": **no time saved** with dense kernels; its saving is storage, and only in a sparse format."
                if same else ": a difference that dense kernels, which multiply the zeros too, cannot explain; "
                "re-run to see whether it holds."))
         speed_pre, speed_batch = base.prefill_ms / small.prefill_ms, base.batch_decode_ms / small.batch_decode_ms
         speed_one = base.decode_ms / small.decode_ms
         bullets.append(
-            f"**{structured}** ({small.params / base.params:.2f}x the parameters): prefill {speed_pre:.2f}x and batch-32 "
-            f"decode {speed_batch:.2f}x as fast as dense"
+            f"**{structured}** ({small.params / base.params:.2f}x the parameters): prefill {speed_pre:.2f}x and "
+            f"batch-32 decode {speed_batch:.2f}x as fast as dense"
             + (" (a real saving, on any hardware)" if min(speed_pre, speed_batch) >= 1.15 else
                " (no clear saving on this run)")
             + f"; a batch-1 decode step {speed_one:.2f}x"
@@ -286,8 +286,9 @@ def comparison_summary(rows: Sequence[Measured], dense: str, control: str, moe: 
                else "."))
         moe_dec = m.decode_ms / base.decode_ms
         if moe_dec > 1.15:
-            moe_time = (f"its batch-1 decode step took {moe_dec:.2f}x the dense one's: the router, top-k and per-expert "
-                        "dispatch are extra operations, and at this size operations, not bytes, set the time")
+            moe_time = (f"its batch-1 decode step took {moe_dec:.2f}x the dense one's: the router, top-k and "
+                        "per-expert dispatch are extra operations, and at this size operations, not bytes, "
+                        "set the time")
         elif moe_dec < 0.87:
             moe_time = f"its batch-1 decode step was {1 / moe_dec:.2f}x faster than the dense one's on this run"
         else:

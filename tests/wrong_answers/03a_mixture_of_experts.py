@@ -85,7 +85,8 @@ def top_k_routing(router_logits, k):
             y[t] += gates[t, j] * experts[int(chosen[t, j])](x[t:t + 1])[0]''')},
         "expect": {"q2_dispatch_tests": 3}, "requires": ["q1_answer"]},
     "q2_every_expert_on_every_token": {
-        "replace": {"q2_answer": dispatch_with('''    dense_gates = torch.zeros(x.shape[0], len(experts)).scatter_(1, chosen, gates)
+        "replace": {"q2_answer": dispatch_with('''    dense_gates = torch.zeros(x.shape[0], len(experts))
+    dense_gates = dense_gates.scatter_(1, chosen, gates)
     for e, expert in enumerate(experts):
         y += dense_gates[:, e:e + 1] * expert(x)''')},
         "expect": {"q2_dispatch_tests": 2}, "requires": ["q1_answer"]},
