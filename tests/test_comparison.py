@@ -258,3 +258,20 @@ def test_dispatch_timing_times_three_ways_and_counts_their_expert_flops():
     t = time_dispatch(references.moe_forward, n_tokens=8, hidden_size=16, intermediate_size=8, repeats=1)
     assert set(t.timings) == {"yours", "lessonlib", "every expert on every token"}
     assert t.expert_flops["every expert on every token"] == 4 * t.expert_flops["yours"]
+
+
+def test_reported_scores_read_a_checkpoints_report_and_measure_uses_them_instead_of_scoring():
+    from lessonlib.models.checkpoints import load_pretrained
+    from lessonlib.models.evaluation import Scores, reported_scores
+
+    _, report = load_pretrained("tiny-gpt")
+    scores = reported_scores(report)
+    assert scores.val_loss == report["validation_loss"]
+    assert scores.exact_match == pytest.approx(sum(report["exact_match_per_task"][t]["mixed"]
+                                                   for t in ("copy", "reverse", "sort", "add")) / 4)
+    with pytest.raises(KeyError, match="exact_match_per_task"):
+        reported_scores({"name": "x", "validation_loss": 1.0, "answer_loss_per_task": {}})
+    given = Scores(1.5, 0.25, 0.5)
+    rows = measure({"dense": (small_model(), "dense")}, [], context_len=8, batch_size=2, prompt_len=16, repeats=1,
+                   scores={"dense": given})
+    assert (rows[0].val_loss, rows[0].answer_loss, rows[0].exact_match) == (1.5, 0.25, 0.5)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..core.timing import Timing, busy_machine_note, interleaved_timings, progress
 from ..measure.decode import prefill_run, torch_threads
 from ..models.cost_spec import spec_of
-from ..models.evaluation import answer_loss, evaluate, exact_match
+from ..models.evaluation import Scores, evaluate, live_scores
 from ..models.moe import ExpertWeights, MoEMLP, expert, moe_mlp, route
 
 # -- the load-balancing loss as routing collapses -----------------------------------------------------------------
@@ -328,9 +328,10 @@ class PayoffRow:
 
 
 def moe_payoff(models: dict[str, torch.nn.Module], val_batches, lines: list[str], prompt_len: int = 256,
-               repeats: int = 5) -> list[PayoffRow]:
-    """Parameters, FLOPs per token, quality (validation loss, answer loss, exact match on ``lines``) and the time
-    of a ``prompt_len``-token prefill (in turns, one thread) of each model. Prints progress."""
+               repeats: int = 5, scores: dict[str, Scores] | None = None) -> list[PayoffRow]:
+    """Parameters, FLOPs per token, quality and the time of a ``prompt_len``-token prefill (in turns, one thread)
+    of each model. Quality is taken from ``scores`` where given (e.g. the checkpoints' reports), else scored now
+    on ``val_batches`` and the answers of ``lines``. Prints progress."""
     if not models:
         raise ValueError("give at least one model")
     runs = {name: prefill_run(model, prompt_len) for name, model in models.items()}
@@ -338,13 +339,15 @@ def moe_payoff(models: dict[str, torch.nn.Module], val_batches, lines: list[str]
     with torch_threads(1):
         timed = interleaved_timings(runs, repeats)
     print(" done", flush=True)
+    scores = dict(scores or {})
+    for name in progress([n for n in models if n not in scores], "scoring quality"):
+        scores[name] = live_scores(models[name], val_batches, lines)
     rows = []
-    for name in progress(models, "scoring quality"):
-        model = models[name]
+    for name, model in models.items():
         spec = spec_of(model, name)
+        s = scores[name]
         rows.append(PayoffRow(name, model.n_params(), spec.n_active_params(), spec.flops_per_token(64),
-                              evaluate(model, val_batches), answer_loss(model, lines), exact_match(model, lines),
-                              timed[name]))
+                              s.val_loss, s.answer_loss, s.exact_match, timed[name]))
     return rows
 
 

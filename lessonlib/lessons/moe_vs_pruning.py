@@ -22,7 +22,7 @@ import torch
 from ..core.timing import Timing, busy_machine_note, interleaved_timings, progress
 from ..measure.decode import decode_steps, prefill_run, torch_threads
 from ..models.cost_spec import spec_of
-from ..models.evaluation import answer_loss, evaluate, exact_match, task_lines
+from ..models.evaluation import Scores, live_scores, task_lines
 from ..models.pruning import prunable_weights
 
 
@@ -74,10 +74,11 @@ DECODE_STEPS = 4   # decode steps per timed call
 
 def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context_len: int = 64,
             batch_size: int = 32, prompt_len: int = 256, repeats: int = 5,
-            lines: list[str] | None = None) -> list[Measured]:
+            lines: list[str] | None = None, scores: dict[str, Scores] | None = None) -> list[Measured]:
     """Measure ``models`` (name -> (model, kind)) in one interleaved run on one thread; see the module docstring.
-    Quality is scored on ``val_batches`` and on the answers of ``lines`` (default: :func:`task_lines`). Prints
-    how far it has got."""
+    Quality is taken from ``scores`` (name -> :class:`~lessonlib.models.evaluation.Scores`, e.g. the checkpoints'
+    reports) where given, else scored now on ``val_batches`` and on the answers of ``lines`` (default:
+    :func:`task_lines`). Prints how far it has got."""
     if not models:
         raise ValueError("give at least one model to measure")
     lines = task_lines() if lines is None else lines
@@ -91,8 +92,10 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
         timed = interleaved_timings(runs, repeats)
     print(" done", flush=True)
     rows = []
-    for name in progress(models, "scoring quality"):
-        model, kind = models[name]
+    scores = dict(scores or {})
+    for name in progress([n for n in models if n not in scores], "scoring quality"):
+        scores[name] = live_scores(models[name][0], val_batches, lines)
+    for name, (model, kind) in models.items():
         spec = spec_of(model, name)
         zeros = count_zeros(model)
         flops = spec.flops_per_token(context_len)
@@ -101,8 +104,8 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
                              useful_flops_per_token=flops - 2 * zeros,
                              decode=timed[name, "decode"].per(DECODE_STEPS),
                              batch_decode=timed[name, "batch"].per(DECODE_STEPS),
-                             prefill=timed[name, "prefill"], val_loss=evaluate(model, val_batches),
-                             answer_loss=answer_loss(model, lines), exact_match=exact_match(model, lines)))
+                             prefill=timed[name, "prefill"], val_loss=scores[name].val_loss,
+                             answer_loss=scores[name].answer_loss, exact_match=scores[name].exact_match))
     return rows
 
 

@@ -2,6 +2,8 @@
 alone, and exact-match accuracy of greedy answers; and the fixed questions lessons score models on."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -64,3 +66,32 @@ def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
         answers = model.generate(prompts, end - start + 1)[:, prompts.shape[1]:].tolist()
         right += sum(TOKENIZER.decode(a) == line[start:end] + "\n" for line, a in zip(group, answers, strict=True))
     return right / len(lines)
+
+
+SCORED_TASKS = ("copy", "reverse", "sort", "add")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's quality in the three measures the lessons compare."""
+    val_loss: float        # nats per character over the fixed validation batches (whole lines)
+    answer_loss: float     # nats per character of the answers, mean over copy, reverse, sort and add
+    exact_match: float     # share of answers exactly right, mean over the four tasks (mixed difficulty)
+
+
+def reported_scores(report: dict) -> Scores:
+    """The scores a shipped checkpoint's report recorded when it was made (``scripts/train_tiny_models.py`` and
+    ``prune_tiny_models.py``: the eight validation batches, and 200 questions of each task at mixed difficulty).
+    Greedy decoding is deterministic, so scoring again gives the same numbers; the test suite checks that every
+    checkpoint still reaches them."""
+    missing = [key for key in ("validation_loss", "answer_loss_per_task", "exact_match_per_task") if key not in report]
+    if missing:
+        raise KeyError(f"the report of {report.get('name', 'this checkpoint')!r} has no {', '.join(missing)}")
+    answers, right = report["answer_loss_per_task"], report["exact_match_per_task"]
+    return Scores(float(report["validation_loss"]), sum(answers[t] for t in SCORED_TASKS) / len(SCORED_TASKS),
+                  sum(right[t]["mixed"] for t in SCORED_TASKS) / len(SCORED_TASKS))
+
+
+def live_scores(model: torch.nn.Module, batches: list[Batch], lines: list[str]) -> Scores:
+    """The same three measures, scored now on ``batches`` and the answers of ``lines``."""
+    return Scores(evaluate(model, batches), answer_loss(model, lines), exact_match(model, lines))
