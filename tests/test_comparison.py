@@ -194,7 +194,8 @@ def test_payoff_summary_says_whether_the_moe_bought_quality_at_equal_compute():
     winning = dataclasses.replace(losing, val_loss=1.12)
     assert "did **not** buy quality" in payoff_summary([dense, large, losing], "m", "d", "L")
     assert "bought quality with memory" in payoff_summary([dense, large, winning], "m", "d", "L")
-    assert "took 2.5x the MoE's time" in payoff_summary([dense, large, losing], "m", "d", "L")
+    text = payoff_summary([dense, large, losing], "m", "d", "L")
+    assert "took 2.5x the MoE's time" in text and "routing and dispatch cost time" in text
 
 
 # -- lesson 03b ------------------------------------------------------------------------------------------------

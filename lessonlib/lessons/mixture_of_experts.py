@@ -363,7 +363,7 @@ def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_t
             word = "the same validation loss (within 0.005 nats)"
         else:
             word = f"a {'lower' if dl < 0 else 'higher'} validation loss ({x.val_loss:.3f} against {y.val_loss:.3f})"
-        return f"{word} and {x.exact_match:.0%} exact match against {y.exact_match:.0%}"
+        return f"{word} and {x.exact_match:.1%} exact match against {y.exact_match:.1%}"
 
     same_compute = (f"At the **same compute per token** as `{same_active}` "
                     f"({m.flops_per_token / a.flops_per_token:.2f}x its FLOPs, {m.params / a.params:.1f}x its "
@@ -382,8 +382,10 @@ def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_t
     timing = ""
     if m.prefill.reliable and t.prefill.reliable and a.prefill.reliable:
         ratio = t.prefill.seconds / m.prefill.seconds
-        timing = (f" Measured here, a 256-token prefill of `{same_total}` took {ratio:.1f}x the MoE's time "
-                  f"(`{same_active}`: {a.prefill.seconds / m.prefill.seconds:.2f}x).")
+        same = a.prefill.seconds / m.prefill.seconds
+        timing = (f" Measured here, a 256-token prefill of `{same_total}` took {ratio:.1f}x the MoE's time, and one "
+                  f"of `{same_active}`, with the MoE's FLOPs, {same:.2f}x"
+                  + (": at equal FLOPs the MoE's routing and dispatch cost time of their own." if same < 0.8 else "."))
     else:
         timing = " " + busy_machine_note("the prefills", [m.prefill, a.prefill, t.prefill])
     return f"{same_compute} {same_memory}{timing} {claim}"
