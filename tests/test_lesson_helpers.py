@@ -100,7 +100,7 @@ def test_lesson_03_reference_counts_agree_with_the_cost_model():
 
 
 def test_lesson_03_reference_plans_flip_with_the_budget():
-    """Precision, memory left and offloading each flip the deployment decision of Exercise 03b-4."""
+    """Precision, memory left and offloading each flip the deployment decision of Exercise 03b-4a."""
     x = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
          "num_attention_heads": 16, "num_key_value_heads": 4, "num_local_experts": 8, "num_experts_per_tok": 2}
     y = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,

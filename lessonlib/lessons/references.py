@@ -143,7 +143,7 @@ def fits(config, memory_bytes, bytes_per_param):
 
 
 def plan(scenario, x_config, y_base_config, y_kept):
-    """Exercise 03b-4b: (x_fits, y_fits, x_ms, y_ms, choice) for design X (an MoE config) against design Y (a
+    """Exercise 03b-4a: (x_fits, y_fits, x_ms, y_ms, choice) for design X (an MoE config) against design Y (a
     fraction ``y_kept`` of a dense config's parameters) under ``scenario``; see the notebook for the rules."""
     b, budget, bandwidth = scenario["bytes_per_param"], scenario["budget_bytes"], scenario["bandwidth"]
     x_total, x_active = moe_params(x_config)

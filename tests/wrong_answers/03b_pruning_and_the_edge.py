@@ -147,7 +147,7 @@ def _count(config):
 def moe_params(config):
     return _count(config)
 '''}, "expect": {"q3_tests": 0}, "requires": ["q4_plan_answer"]},
-    # Exercise 4b: the plans (1 visible, 3 hidden).
+    # Exercise 4a: the plans (1 visible, 3 hidden).
     "q4_moe_reads_every_expert": {
         "replace": {"q4_plan_answer": plan_with(x_read="x_total")}, "expect": {"q4_plan_tests": 3},
         "requires": ["q3_answer"]},
