@@ -203,3 +203,11 @@ def test_dashboard_widget_updates_its_report_when_a_slider_moves():
     before = report.value
     sparsity.value = 0.8
     assert report.value != before and "80%" in report.value
+
+
+def test_pruned_kinds_are_judged_against_the_control_when_one_is_given():
+    curve = QualityCurve("exact match", dense=0.70, moe=0.63, control=0.80, pruned={"structured": [(0.5, 0.72)]})
+    assert curve.change("structured", 0.5) == pytest.approx(0.72 / 0.80 - 1)     # against the control
+    assert curve.change("structured", 0.25) == pytest.approx((0.80 + 0.72) / 2 / 0.80 - 1)
+    assert curve.change("moe") == pytest.approx(0.63 / 0.70 - 1)                  # the MoE had no extra steps
+    assert "trained for their extra fine-tuning steps" in edge_report(tiny_dense=TINY, quality=curve)
