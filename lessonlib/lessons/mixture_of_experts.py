@@ -377,8 +377,8 @@ def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_t
                  "cheaper than FLOPs.")
     else:
         claim = ("So at this tiny scale and training budget the extra experts did **not** buy quality at equal "
-                 "compute: the MoE's claim (more capacity for the same FLOPs) needs more data and larger models than "
-                 "these to pay off, as the published MoEs had.")
+                 "compute: the MoE's claim (more capacity for the same FLOPs) may need more data and larger models "
+                 "than these to pay off; the published MoEs had both.")
     timing = ""
     if m.prefill.reliable and t.prefill.reliable and a.prefill.reliable:
         ratio = t.prefill.seconds / m.prefill.seconds
