@@ -12,6 +12,7 @@ import statistics
 import time
 
 from lessonlib.costs.presets import model_preset_names
+from lessonlib.dashboards.cascading import CascadeView, MeasuredDraft, cascade_report, speculative_report
 from lessonlib.dashboards.controls import BATCH_CHOICES, CONTEXT_CHOICES
 from lessonlib.dashboards.cost_model import cost_model_report
 from lessonlib.dashboards.decode_step import decode_step_report
@@ -35,6 +36,26 @@ def sweeps():
                           for h, f, k, s in itertools.product(HARDWARE, (0.3, 0.6, 1.0),
                                                               ("unstructured", "2:4", "structured"), (0.0, 0.5, 0.9))]
     yield "KV memory", list(_kv_memory_calls())
+    view = _cascade_view()
+    yield "cascade", [lambda t=t: cascade_report(view, t) for t in [i / 100 for i in range(0, 102)] + [2.0]]
+    measured = {k: MeasuredDraft(0.75, 2.5, 1.2) for k in (1, 2, 4, 8)}
+    yield "speculative", [lambda a=a, k=k, c=c: speculative_report(a, k, c, measured)
+                          for a, k, c in itertools.product((0.0, 0.5, 0.8, 0.95, 1.0), (1, 2, 4, 8, 16),
+                                                           (0.05, 0.3, 1.0))]
+
+
+def _cascade_view():
+    """Lesson 04's cascade panel over 400 queries and three models (synthetic: the callback's cost does not
+    depend on what the numbers are)."""
+    import numpy as np
+
+    from lessonlib.models.cascade import CascadeResults
+
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0, 1, (3, 400))
+    correct = rng.uniform(0, 1, (3, 400)) < np.array([[0.3], [0.6], [0.8]]) + 0.2 * confidence
+    flops = np.array([[2.7e6], [2.1e7], [6.5e7]]) * rng.uniform(0.8, 1.2, (3, 400))
+    return CascadeView.of(CascadeResults(["small", "medium", "large"], correct, confidence, flops), target=0.8)
 
 
 def _kv_memory_calls():

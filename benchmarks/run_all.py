@@ -1,5 +1,6 @@
-"""Run both benchmarks and write one report, benchmarks/RESULTS.md (committed): the machine and versions, then
-lessonlib's decode loop vs Hugging Face generate() and lessonlib's MoE layer vs transformers' Mixtral block.
+"""Run both benchmarks and write one report, benchmarks/RESULTS.md (commit it from a quiet machine): the
+machine, its load and versions, then lessonlib's decode loop vs Hugging Face generate() and lessonlib's MoE
+layer vs transformers' Mixtral block.
 
     make bench            # or: .venv/bin/python benchmarks/run_all.py
 
@@ -55,7 +56,18 @@ def header(load_before: tuple[float, ...], seconds: float) -> str:
         f"- load average (1 min) before the run: {load_before[0]:.2f}; the run took {seconds:.0f} s",
         f"- Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}",
         "",
+        *busy_warning(load_before[0]),
     ])
+
+
+def busy_warning(load: float) -> list[str]:
+    """A loud line when other work shared the CPU: the ratios below then say more about the load than the code."""
+    cores = os.cpu_count() or 1
+    if not load > cores:   # also false for nan
+        return []
+    return [f"**Not a measurement to rely on:** the load average was {load:.1f} on {cores} cores before the run, "
+            "so both sides of every comparison shared the CPU with other work. Re-run `make bench` on a quiet "
+            "machine before quoting these ratios.", ""]
 
 
 def main() -> int:

@@ -4,6 +4,7 @@
     python scripts/train_tiny_models.py tiny-gpt --out /tmp/x  # e.g. to check a re-run reproduces them
     python scripts/train_tiny_models.py tiny-gpt-large --steps 20 --out /tmp/x   # a smoke run of a recipe
     python scripts/train_tiny_models.py tiny-gpt-exits        # exit heads on the shipped tiny-gpt
+    python scripts/train_tiny_models.py --answers tiny-gpt    # no training: answers/<name>.json (see write_answers)
 
 Deterministic on a given machine (fixed seeds, the synthetic corpus of lessonlib.models.corpus): a re-run writes the
 same weights and the same numbers. The JSON report (also stored inside the .pt) records what
@@ -23,13 +24,21 @@ import torch
 from lessonlib.models import corpus, early_exit, moe
 from lessonlib.models.checkpoints import load_checkpoint, load_pretrained, save_checkpoint
 from lessonlib.models.conversion import to_grouped_query
-from lessonlib.models.evaluation import answer_loss, evaluate, exact_match
+from lessonlib.models.evaluation import (
+    REPORT_QUESTIONS,
+    REPORT_SEED,
+    answer_loss,
+    answers_right,
+    evaluate,
+    exact_match,
+    report_questions,
+)
 from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 from lessonlib.models.training import train
 
 OUT = Path(__file__).resolve().parents[1] / "lessonlib" / "data" / "checkpoints"
 VALIDATION = dict(n_batches=8, batch_size=16, seq_len=256)   # the fixed validation batches
-TASK_LINES, TASK_SEED = 200, corpus.VALIDATION_SEED + 1         # per-task scoring: fixed lines per task
+TASK_LINES, TASK_SEED = REPORT_QUESTIONS, REPORT_SEED          # per-task scoring: fixed lines per task
 
 SHAPE = dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256)   # tiny-gpt's
 TRAIN = dict(steps=2500, batch_size=16, seq_len=256, lr=3e-3, warmup=100, seed=0)
@@ -85,7 +94,7 @@ def validation_batches():
 
 
 def task_lines(task: str, difficulty: str = "mixed") -> list[str]:
-    return corpus.make_lines(TASK_LINES, TASK_SEED, tasks=[task], difficulty=difficulty)
+    return report_questions(task, difficulty)
 
 
 def per_task_scores(model: TinyGPT) -> dict:
@@ -171,6 +180,26 @@ def train_exit_heads_recipe(name: str, out: Path = OUT / "exit_heads", steps: in
     return report
 
 
+# Lesson 02 compares models question by question (a paired comparison: both models answer the same questions).
+ANSWERED = ["tiny-gpt", "tiny-gqa", "tiny-mqa", "tiny-window", "tiny-latent", "tiny-gpt-continued",
+            "tiny-gpt-pooled-gqa"]
+
+
+def write_answers(name: str, out: Path = OUT / "answers") -> dict:
+    """Which of its report's questions the shipped checkpoint ``name`` answers exactly right, question by question:
+    out/<name>.json holds, per task and difficulty, one character per question ("1" right, "0" wrong), in the
+    order of lessonlib.models.evaluation.report_questions. Its shares are the report's exact-match accuracies."""
+    model, report = load_pretrained(name)
+    right = {corpus.TASKS[tag]: {level: "".join("1" if r else "0" for r in answers_right(model, task_lines(tag, level)))
+                                 for level in corpus.DIFFICULTIES}
+             for tag in "crsa"}
+    answers = {"name": name, "questions_per_task": TASK_LINES, "seed": TASK_SEED, "right": right,
+               "torch": str(torch.__version__), "machine": platform.machine(), "threads": torch.get_num_threads()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(answers, indent=1) + "\n")
+    return answers
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", metavar="name",
@@ -179,7 +208,16 @@ if __name__ == "__main__":
                         "(default: the shipped checkpoints, exit heads in their exit_heads/ folder)")
     parser.add_argument("--steps", type=int, default=None,
                         help="override every recipe's training steps, for a smoke run (needs --out)")
+    parser.add_argument("--answers", action="store_true",
+                        help=f"train nothing: write answers/<name>.json for shipped checkpoints (default: "
+                             f"{', '.join(ANSWERED)})")
     args = parser.parse_args()
+    if args.answers:
+        for name in args.names or ANSWERED:
+            answers = write_answers(name, args.out or OUT / "answers")
+            print(name, {task: {level: f"{bits.count('1') / len(bits):.3f}" for level, bits in by_level.items()}
+                         for task, by_level in answers["right"].items()})
+        raise SystemExit
     unknown = set(args.names) - set(MODELS) - set(EXIT_HEADS)
     if unknown:
         parser.error(f"unknown model(s) {', '.join(sorted(unknown))}; choose from {', '.join([*MODELS, *EXIT_HEADS])}")

@@ -51,16 +51,22 @@ def _wait_for_report(page, text, timeout=10_000):
         arg=text, timeout=timeout, polling=20)
 
 
+# Per lesson: text of the dashboard's report, its initial state, the slider to move to its end, what it then says.
+DASHBOARDS = {"04_cascading": ("tokens per round", "Draft 4 tokens", "draft length", "Draft 16 tokens")}
+BATCH_DASHBOARD = ("tokens/s", "batch 1,", "batch", "batch 1024")
+
+
 def test_dashboard_answers_a_control_change(lab_page):
     page = lab_page
-    report = page.locator(".widget-html-content", has_text="tokens/s").first
+    text, initial, slider, moved = DASHBOARDS.get(page.assignment, BATCH_DASHBOARD)
+    report = page.locator(".widget-html-content", has_text=text).first
     report.wait_for(timeout=30_000)
-    assert "batch 1," in report.inner_text()
-    batch_slider = page.locator(".widget-slider", has_text="batch").locator(".noUi-handle").first
-    batch_slider.focus()
+    assert initial in report.inner_text()
+    handle = page.locator(".widget-slider", has_text=slider).locator(".noUi-handle").first
+    handle.focus()
     start = time.perf_counter()
-    batch_slider.press("End")
-    _wait_for_report(page, "batch 1024")
+    handle.press("End")
+    _wait_for_report(page, moved)
     elapsed = time.perf_counter() - start
     # The browser -> kernel -> browser round trip, generous for a loaded 2-core machine; the callbacks
     # themselves are timed in tests/test_dashboard_*.py.
@@ -72,6 +78,7 @@ def test_sample_prose_is_computed(lab_page):
     expected = {"00_orientation": "All 128 tokens together",        # printed whatever the probe shows
                 "01_inference_costs": "Calibration on this machine",  # printed whether or not the fit is trusted
                 "03a_mixture_of_experts": "Random routing scores",   # printed whatever the sweep shows
-                "03b_pruning_and_the_edge": "Published scores"}
+                "03b_pruning_and_the_edge": "Published scores",
+                "04_cascading": "is the cheapest right answer for"}
     if lab_page.assignment in expected:
         assert expected[lab_page.assignment] in prose

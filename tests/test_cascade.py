@@ -23,21 +23,14 @@ from lessonlib.models.cascade import (
 from lessonlib.models.checkpoints import load_pretrained
 from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.evaluation import exact_match
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
+from .tiny_models import one_thread, random_model  # noqa: F401 (a fixture)
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed=0, **changes):
-    torch.manual_seed(seed)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32) | changes
-    return TinyGPT(TinyGPTConfig(**config)).eval()
+    return random_model(seed, varied=False, **changes)
 
 
 # Three models, five queries: who is right, how sure, what it costs (FLOPs, seconds).
@@ -185,6 +178,19 @@ def test_splitting_and_taking_queries_keeps_every_array_aligned():
     both = np.concatenate([validation.flops, test.flops], 1)
     assert sorted(both[2].tolist()) == sorted(RESULTS.flops[2].tolist())
     assert RESULTS.take([4]).seconds.shape == (3, 1)
+
+
+def test_a_split_by_task_halves_every_task():
+    tasks = np.array(list("aaaabbbbbbcc"))
+    results = CascadeResults(["m"], [[True] * 12], [[0.5] * 12], [np.arange(12.0)], tasks=tasks)
+    for seed in range(5):
+        first, second = results.split(0.5, seed=seed, by_task=True)
+        assert sorted(first.tasks.tolist()) == sorted(second.tasks.tolist()) == list("aabbbc")
+        assert sorted(np.concatenate([first.flops[0], second.flops[0]]).tolist()) == list(range(12))
+    halves = [results.split(0.5, seed, by_task=True)[0].flops for seed in (0, 1)]
+    assert not np.array_equal(*halves)
+    with pytest.raises(ValueError, match="no tasks to stratify by"):
+        RESULTS.split(0.5, by_task=True)
 
 
 # -- per-query results of real models ----------------------------------------------------------------------------

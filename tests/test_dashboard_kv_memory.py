@@ -35,6 +35,31 @@ def test_largest_batch_fits_and_one_more_does_not(model):
     assert largest_batch(model_preset("deepseek-v3"), 80e9, "bf16", 4096) == 0
 
 
+@pytest.mark.parametrize("model", ["llama-2-7b", "mistral-7b", "gemma-2b", "gpt2"])
+@pytest.mark.parametrize("context", [4096, 32768])
+def test_largest_batch_without_activations_is_the_lessons_formula(model, context):
+    """Lesson 02 (its formula, Exercise 3 and the dashboard): (memory - weights) // KV bytes of one sequence."""
+    spec = model_preset(model)
+    per_sequence = spec.kv_cache_bytes(context, 1, 2)
+    room = 80e9 - spec.weight_bytes(2)
+    assert largest_batch(spec, 80e9, "bf16", context, activations="none") == room // per_sequence
+    # Activations reserved once for one prefill cost at most one sequence's room; for the whole batch, more.
+    once = largest_batch(spec, 80e9, "bf16", context, activations="one sequence")
+    assert once == (room - spec.activation_bytes(context, 1, 2)) // per_sequence
+    assert largest_batch(spec, 80e9, "bf16", context) <= once
+
+
+def test_llama_2_7b_on_an_a100_holds_30_conversations_then_126_with_8_kv_heads():
+    """The numbers lesson 02's formula gives (cell 3, Exercise 3's test, Exercise 4a) and the dashboard shows."""
+    a100 = 80e9
+    assert largest_batch(LLAMA2, a100, "bf16", 4096, activations="none") == 30
+    assert largest_batch(variants.with_kv_heads(LLAMA2, 8), a100, "bf16", 4096, activations="none") == 126
+    html, _ = kv_memory_report("llama-2-7b", "grouped-query", 8, "a100-80gb", "bf16", 4096)
+    assert "<b>30</b>" in html and "<b>126</b>" in html
+    with pytest.raises(ValueError, match="activations must be one of"):
+        largest_batch(LLAMA2, a100, "bf16", 4096, activations="some")
+
+
 @pytest.mark.parametrize("kind", variants.KINDS)
 def test_report_for_every_modification_and_model(kind):
     for model in model_preset_names():

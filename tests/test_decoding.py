@@ -17,28 +17,14 @@ from lessonlib.models.decoding import (
     sampling_distribution,
     speculative_generate,
 )
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
+from .tiny_models import one_thread, random_model  # noqa: F401 (a fixture)
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and far faster on a busy machine (no thread pool to wake)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed=0, **changes):
-    """A random model whose greedy text varies: large random positions drown the input token, and a sharp final
-    norm makes the logits decisive (a freshly initialized model just repeats one token)."""
-    torch.manual_seed(seed)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=2, n_heads=4, hidden_size=32) | changes
-    model = TinyGPT(TinyGPTConfig(**config)).eval()
-    with torch.no_grad():
-        model.wpe.weight.normal_(0, 0.5)
-        model.ln_f.weight.mul_(30)
-    return model
+    return random_model(seed, varied=True, **changes)
 
 
 TARGET = make(0)
@@ -266,5 +252,8 @@ def test_the_speedup_measurement_reports_consistent_numbers():
     assert timing.expected_tokens_per_pass == 5 and timing.stats.tokens_per_target_pass == 5
     assert timing.speedup == timing.target_seconds / timing.speculative_seconds > 0
     assert timing.expected_speedup == pytest.approx(5 / (4 * timing.cost_ratio + 1))
+    assert set(timing.timings) == {"target", "draft", "speculative"}
+    assert timing.timings["target"].seconds == timing.target_seconds and len(timing.timings["draft"].samples) == 1
+    assert timing.reliable == all(t.reliable for t in timing.timings.values())
     sampled = measure_speculative_speedup(TARGET, make(1), [PROMPT], 10, temperature=1.0, repeats=1, warmup=0)
     assert not sampled.identical and sampled.stats.new_tokens == 10

@@ -19,26 +19,14 @@ from lessonlib.models.early_exit import (
     train_exit_heads,
 )
 from lessonlib.models.evaluation import exact_match
-from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
 
+from .tiny_models import one_thread, random_model  # noqa: F401 (a fixture)
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed=0, **changes):
-    """A random 4-layer model whose greedy text varies (large random positions, a sharp final norm)."""
-    torch.manual_seed(seed)
-    config = dict(vocab_size=41, max_position_embeddings=64, n_layers=4, n_heads=4, hidden_size=32) | changes
-    model = TinyGPT(TinyGPTConfig(**config)).eval()
-    with torch.no_grad():
-        model.wpe.weight.normal_(0, 0.5)
-        model.ln_f.weight.mul_(30)
-    return model
+    return random_model(seed, **({"n_layers": 4} | changes))
 
 
 PROMPTS = torch.randint(0, 41, (3, 6), generator=torch.Generator().manual_seed(1))
@@ -178,3 +166,26 @@ def test_the_timing_reports_layers_used_and_a_speedup_per_threshold():
     assert [t.threshold for t in timings] == [2.0, 0.0]
     assert timings[0].mean_layers == 4 and timings[1].mean_layers == 1
     assert all(t.seconds > 0 and t.speedup == t.plain_seconds / t.seconds for t in timings)
+    assert all(t.timing.seconds == t.seconds and t.plain_timing.seconds == t.plain_seconds for t in timings)
+    assert all(t.reliable == (t.timing.reliable and t.plain_timing.reliable) for t in timings)
+
+
+def test_the_shipped_exit_heads_reach_their_reported_losses():
+    """tiny-gpt-exits (scripts/train_tiny_models.py): the heads load with the model they were trained on and reach
+    the validation loss per exit their report recorded, on the same fixed batches (tolerance rel 1e-3: only the
+    float summation order may differ between machines)."""
+    import sys
+    from pathlib import Path
+
+    from lessonlib.models.early_exit import load_pretrained_exit_heads
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import train_tiny_models
+
+    model, heads, report = load_pretrained_exit_heads()
+    assert report["start_from"] == "tiny-gpt" and list(heads.layers) == report["layers"]
+    losses = exit_losses(model, heads, train_tiny_models.validation_batches())
+    assert {str(k): v for k, v in losses.items()} == {
+        k: pytest.approx(v, rel=1e-3) for k, v in report["validation_loss_per_exit"].items()}
+    with pytest.raises(FileNotFoundError, match="no exit heads 'nope'; shipped: tiny-gpt-exits"):
+        load_pretrained_exit_heads("nope")

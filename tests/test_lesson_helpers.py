@@ -229,3 +229,20 @@ def test_a_steady_calibration_that_the_line_does_not_fit_is_not_blamed_on_a_busy
     assert not calibration.reliable and not calibration.noisy
     text = inference_costs.calibration_summary(calibration, 4, 1e-5)
     assert "steady" in text and "busy" not in text and "Not to be trusted" in text
+
+
+def test_answers_that_return_arrays_are_compared_element_by_element(notes):
+    import numpy as np
+
+    def reference(x):
+        return np.array([0, 1, 2]) * x
+
+    assert answers.yours_or_reference("f", {"f": lambda x: [0, x, 2 * x]}, reference, "Exercise 1", example=(3,)) \
+        is not reference
+    assert "Using **your**" in notes[-1] and "does not agree" not in notes[-1]
+    answers.yours_or_reference("f", {"f": lambda x: np.array([0, x, 3 * x])}, reference, "Exercise 1", example=(3,))
+    assert "does not agree" in notes[-1]
+    answers.yours_or_reference("f", {"f": lambda x: np.array([0, x])}, reference, "Exercise 1", example=(3,))
+    assert "does not agree" in notes[-1]
+    answers.yours_or_reference("f", {"f": lambda x: "text"}, reference, "Exercise 1", example=(3,))
+    assert "does not agree" in notes[-1]

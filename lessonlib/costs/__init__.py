@@ -9,4 +9,5 @@ memory      what must be resident, and whether it fits
 overheads   the fixed per-pass and per-layer software cost, and fitting it to measurements
 roofline    predicted time of prefill and decode passes and of whole requests
 edge        candidate models (dense, MoE, pruned) against an edge device's memory budget
+speculative speculative decoding's expected tokens per pass and speedup, and its verify pass on the roofline
 """

@@ -43,17 +43,45 @@ def memory_breakdown(model: ModelSpec, precision: str, context_len: int, batch_s
     }
 
 
+# What largest_batch reserves for activations beside the weights and the KV caches.
+ACTIVATIONS = {
+    "whole batch": "every sequence's whole context prefilled in one pass (the worst case; grows with the batch)",
+    "one sequence": "one sequence's whole context prefilled at a time (reserved once, whatever the batch)",
+    "none": "nothing: weights and KV caches only, (memory - weights) // KV bytes per sequence",
+}
+
+
 def largest_batch(model: ModelSpec, memory_bytes: float, precision: str, context_len: int,
-                  limit: int = 1 << 20) -> int:
-    """The most sequences of ``context_len`` tokens whose weights, KV caches and activations fit in
-    ``memory_bytes`` (0 when not even one does). Everything but the weights grows linearly with the batch, so
-    the answer is a division, checked against :func:`memory_breakdown` (capped at ``limit``)."""
+                  limit: int = 1 << 20, activations: str = "whole batch") -> int:
+    """The most sequences of ``context_len`` tokens whose weights and KV caches fit in ``memory_bytes`` together
+    with the activations ``activations`` says to reserve (a key of :data:`ACTIVATIONS`; 0 when not even one
+    sequence fits):
+
+    - ``"whole batch"`` (the default, lessons 00 and 01's memory wall): the peak activations of prefilling every
+      sequence's whole context in one pass, as :func:`memory_breakdown` counts them;
+    - ``"one sequence"``: a server that prefills one conversation at a time (or in chunks) and decodes the rest
+      reserves one ``context_len`` prefill's activations once;
+    - ``"none"``: weights and KV caches only, the textbook estimate ``(memory - weights) // per-sequence KV``.
+
+    Everything that grows with the batch grows linearly, so the answer is a division, checked against the bytes
+    needed (capped at ``limit``)."""
     require_count("context_len", context_len)
-    one, two = (sum(memory_breakdown(model, precision, context_len, b).values()) for b in (1, 2))
+    if activations not in ACTIVATIONS:
+        raise ValueError(f"activations must be one of {', '.join(map(repr, ACTIVATIONS))}, got {activations!r}")
+
+    def needed(batch: int) -> float:
+        parts = memory_breakdown(model, precision, context_len, batch)
+        if activations == "none":
+            parts["activations"] = 0.0
+        elif activations == "one sequence":
+            parts["activations"] = model.activation_bytes(context_len, 1, kv_bytes(precision))
+        return MemoryFit(parts, memory_bytes).needed
+
+    one, two = needed(1), needed(2)
     per_sequence, fixed = two - one, 2 * one - two
     if fixed + per_sequence > memory_bytes:
         return 0
     batch = min(limit, int((memory_bytes - fixed) // per_sequence))
-    while batch > 1 and not MemoryFit(memory_breakdown(model, precision, context_len, batch), memory_bytes).fits:
+    while batch > 1 and needed(batch) > memory_bytes:
         batch -= 1   # guard against rounding at the boundary
     return batch

@@ -15,6 +15,8 @@ import math
 import warnings
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
 
 def _show(markdown: str) -> None:
     try:
@@ -32,8 +34,6 @@ def _same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     if hasattr(a, "shape") or hasattr(b, "shape"):          # NumPy arrays, tensors
         try:
-            import numpy as np
-
             x, y = (np.asarray(v.detach() if hasattr(v, "detach") else v, dtype=float) for v in (a, b))
             return x.shape == y.shape and bool(np.allclose(x, y, rtol=1e-5, atol=1e-6))
         except (TypeError, ValueError, RuntimeError):
@@ -41,6 +41,13 @@ def _same(a: Any, b: Any) -> bool:
     try:
         if isinstance(b, bool) or isinstance(a, bool):
             return bool(a) == bool(b)
+        if np.ndim(a) or np.ndim(b):
+            a, b = np.asarray(a), np.asarray(b)
+            if a.shape != b.shape:
+                return False
+            if a.dtype.kind in "biuf" and b.dtype.kind in "biuf":
+                return bool(np.allclose(a, b, rtol=1e-6, atol=0))
+            return bool(np.all(a == b))
         return math.isclose(float(a), float(b), rel_tol=1e-6)
     except (TypeError, ValueError):
         try:

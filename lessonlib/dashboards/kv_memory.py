@@ -1,6 +1,7 @@
-"""Dashboard: what an attention modification does to a real model's KV cache, the batch that fits on a device,
-and the time per token. A model preset, a modification (grouped-query, multi-query, sliding window, latent) and
-its setting, the device, the precision and the context length."""
+"""Dashboard: what an attention modification does to a real model's KV cache, the batch that fits on a device
+(weights and KV caches, as lesson 02's formula counts them), and the time per token. A model preset, a
+modification (grouped-query, multi-query, sliding window, latent) and its setting, the device, the precision
+and the context length."""
 from __future__ import annotations
 
 import html
@@ -85,7 +86,7 @@ def kv_memory_report(model: str = "llama-2-7b", kind: str = "grouped-query", val
         hw = hardware_preset(hardware)
         rows = []
         for spec in (before, after):
-            batch = largest_batch(spec, hw.memory_bytes, precision, int(context_len))
+            batch = largest_batch(spec, hw.memory_bytes, precision, int(context_len), activations="none")
             step = decode_step(spec, hw, precision, int(context_len), max(batch, 1))
             rows.append((spec, batch, step))
     except (KeyError, ValueError) as error:
@@ -120,9 +121,9 @@ def kv_memory_report(model: str = "llama-2-7b", kind: str = "grouped-query", val
 <table style="border-collapse:collapse"><tr><th style="text-align:left">model</th><th>parameters</th>
 <th>KV / token</th><th>KV / sequence</th><th>largest batch</th><th>time / token</th><th>tokens/s</th>
 <th>GFLOP / token</th></tr>{''.join(body)}</table>
-<p style="font-size:90%">Largest batch: weights + every sequence's KV cache + activations within the device's
-memory. Time per token: one decode step of that batch on the roofline (the slower of memory traffic and
-arithmetic).</p></div>"""
+<p style="font-size:90%">Largest batch: the weights and every sequence's KV cache within the device's memory
+(lesson 02's formula; a step's activations are left out). Time per token: one decode step of that batch on the
+roofline (the slower of memory traffic and arithmetic); tokens/s: the whole batch's tokens per second.</p></div>"""
     return report, _plot().png(before, after, room, precision)
 
 

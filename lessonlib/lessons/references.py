@@ -1,10 +1,16 @@
-"""Reference answers to the coding exercises of lessons 00, 01 and 03.
+"""Reference answers to the coding exercises of lessons 00, 01, 03a, 03b and 04.
 
 A notebook falls back on these while an exercise is unanswered, so that the cells after it still run (and say
 so): see :func:`lessonlib.course.answers.yours_or_reference`. They are the worked solutions, in the open like
-``solutions/``; an answer that calls them (or lessonlib's cost model) scores 0 for its exercise.
+``solutions/``; an answer that calls them (or the lessonlib implementation its exercise forbids) scores 0 for its
+exercise. Lesson 04's capstone is the exception: it builds on lessonlib's cost model on purpose.
 """
 from __future__ import annotations
+
+import numpy as np
+
+from ..costs.memory import largest_batch
+from ..costs.roofline import decode_step
 
 # -- lesson 00 ----------------------------------------------------------------------------------------------
 
@@ -158,3 +164,67 @@ def plan(scenario, x_config, y_base_config, y_kept):
     y_fits, y_ms = y_params * b <= budget, 1e3 * y_params * b / bandwidth
     fitting = {name: ms for name, ok, ms in (("X", x_fits, x_ms), ("Y", y_fits, y_ms)) if ok}
     return x_fits, y_fits, x_ms, y_ms, (min(fitting, key=fitting.get) if fitting else None)
+
+
+# -- lesson 04 ----------------------------------------------------------------------------------------------
+
+
+def cascade_decision(confidences, threshold):
+    """Exercise 04-1a: the first model whose confidence reaches ``threshold`` answers; the last model answers
+    whatever its confidence. ``confidences`` (M, N); returns (N,) model indices."""
+    confidences = np.asarray(confidences, dtype=float)
+    confident = confidences[:-1] >= threshold                                  # (M - 1, N)
+    return np.where(confident.any(axis=0), confident.argmax(axis=0), len(confidences) - 1)
+
+
+def cascade_cost(costs, answering):
+    """Exercise 04-1b: mean over queries of what each paid: every model up to and including the one that
+    answered. ``costs`` (M, N), ``answering`` (N,)."""
+    costs = np.asarray(costs, dtype=float)
+    paid = np.cumsum(costs, axis=0)[np.asarray(answering, dtype=int), np.arange(costs.shape[1])]
+    return float(paid.mean())
+
+
+def cheapest_threshold(correct, confidence, costs, thresholds, target, decide=cascade_decision,
+                       mean_cost=cascade_cost):
+    """Exercise 04-2: the threshold whose cascade reaches ``target`` accuracy at the lowest mean cost (of equal
+    costs the most accurate, then the smallest threshold); None when no threshold reaches it."""
+    correct = np.asarray(correct, dtype=bool)
+    queries = np.arange(correct.shape[1])
+    best = None
+    for threshold in thresholds:
+        answering = np.asarray(decide(confidence, threshold), dtype=int)
+        accuracy = correct[answering, queries].mean()
+        if accuracy < target:
+            continue
+        key = (mean_cost(costs, answering), -accuracy, threshold)
+        if best is None or key < best[0]:
+            best = (key, threshold)
+    return None if best is None else best[1]
+
+
+def speculative_greedy(target, draft, prompt, max_new_tokens, k):
+    """Exercise 04-3: greedy speculative decoding with models as functions of a token list (logits at every
+    position): k draft calls and one target call per round; the new tokens, exactly the target's greedy ones."""
+    tokens = list(prompt)
+    while len(tokens) - len(prompt) < max_new_tokens:
+        drafted = []
+        for _ in range(k):
+            drafted.append(int(draft(tokens + drafted)[-1].argmax()))
+        logits = target(tokens + drafted)[len(tokens) - 1:]           # (k + 1, V): after the last kept token
+        choices = logits.argmax(-1).tolist()
+        n = 0
+        while n < k and drafted[n] == choices[n]:
+            n += 1
+        tokens += drafted[:n] + [choices[n]]
+    return tokens[len(prompt):len(prompt) + max_new_tokens]
+
+
+def conversations_per_gpu(spec, precision, hardware, context_len, latency_seconds):
+    """Exercise 04-4a: the most conversations one device serves at once: their weights, KV caches and
+    activations fit (lessonlib.costs.memory.largest_batch) and one decode step of all of them takes at most
+    ``latency_seconds`` (lessonlib.costs.roofline.decode_step)."""
+    batch = largest_batch(spec, hardware.memory_bytes, precision, context_len)
+    while batch > 0 and decode_step(spec, hardware, precision, context_len, batch).seconds > latency_seconds:
+        batch -= 1
+    return batch

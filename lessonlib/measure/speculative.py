@@ -2,11 +2,11 @@
 the one Leviathan et al.'s formula expects from the measured acceptance rate and cost ratio."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
-from ..core.timing import interleaved_min_times
+from ..core.timing import Timing, interleaved_timings
 from ..models.decoding import (
     SpeculativeStats,
     expected_speedup,
@@ -25,6 +25,13 @@ class SpeculativeTiming:
     stats: SpeculativeStats        # summed over the prompts
     identical: bool                # speculative output == the target's own output, every prompt (greedy runs)
     draft_len: int
+    timings: dict[str, Timing] = field(default_factory=dict)   # every repeat of "target", "draft", "speculative"
+
+    @property
+    def reliable(self) -> bool:
+        """Whether every one of the three timings reproduced its fastest run (see lessonlib.core.timing.Timing):
+        when not, the machine was too busy for the ratios to be trusted."""
+        return bool(self.timings) and all(t.reliable for t in self.timings.values())
 
     @property
     def speedup(self) -> float:
@@ -48,11 +55,12 @@ class SpeculativeTiming:
 
 def measure_speculative_speedup(target, draft, prompts, max_new_tokens: int, draft_len: int = 4,
                                 temperature: float = 0.0, repeats: int = 3, warmup: int = 1,
-                                seed: int = 0) -> SpeculativeTiming:
+                                seed: int = 0, max_repeats: int | None = None) -> SpeculativeTiming:
     """Time plain target decoding, plain draft decoding and speculative decoding of ``max_new_tokens`` tokens
     after each prompt (a list of (1, T) tensors, or the rows of a (B, T) tensor; one at a time, batch size 1),
-    interleaved (:func:`lessonlib.core.timing.interleaved_min_times`) so background load slows all three
-    alike. Sampling runs (``temperature`` > 0) reseed one generator with ``seed`` at every call."""
+    interleaved (:func:`lessonlib.core.timing.interleaved_timings`: more rounds while a timing does not reproduce,
+    up to ``max_repeats``, default ``repeats``) so background load slows all three alike. Sampling runs
+    (``temperature`` > 0) reseed one generator with ``seed`` at every call."""
     prompts = [p.view(1, -1) for p in (prompts if isinstance(prompts, (list, tuple)) else prompts.unbind(0))]
     if not prompts:
         raise ValueError("give at least one prompt to time")
@@ -69,11 +77,12 @@ def measure_speculative_speedup(target, draft, prompts, max_new_tokens: int, dra
         return [speculative_generate(target, draft, p, max_new_tokens, draft_len, temperature, generator=generator)
                 for p in prompts]
 
-    seconds = interleaved_min_times({"target": plain(target), "draft": plain(draft), "speculative": speculative},
-                                    repeats=repeats, warmup=warmup)
+    timings = interleaved_timings({"target": plain(target), "draft": plain(draft), "speculative": speculative},
+                                  repeats=repeats, warmup=warmup, max_repeats=max_repeats or repeats)
+    seconds = {key: t.seconds for key, t in timings.items()}
     outputs = speculative()
     stats = sum((out.stats for out in outputs), SpeculativeStats())
     identical = temperature == 0 and all(torch.equal(out.tokens, ref)
                                          for out, ref in zip(outputs, plain(target)(), strict=True))
     return SpeculativeTiming(seconds["target"], seconds["draft"], seconds["speculative"], stats, identical,
-                             draft_len)
+                             draft_len, timings)

@@ -111,13 +111,28 @@ class CascadeResults:
         return dataclasses.replace(self, correct=self.correct[:, queries], confidence=self.confidence[:, queries],
                                    flops=self.flops[:, queries], seconds=pick(self.seconds), tasks=pick(self.tasks))
 
-    def split(self, fraction: float = 0.5, seed: int = 0) -> tuple[CascadeResults, CascadeResults]:
-        """A random split of the queries: (``fraction`` of them, the rest), e.g. validation and test."""
+    def split(self, fraction: float = 0.5, seed: int = 0, by_task: bool = False
+              ) -> tuple[CascadeResults, CascadeResults]:
+        """A random split of the queries: (``fraction`` of them, the rest), e.g. validation and test. With
+        ``by_task`` each task is split in that proportion (a stratified split: on a few hundred queries a plain one
+        can put far more of a hard task on one side, and the two halves then disagree for that reason alone)."""
         if not 0 < fraction < 1:
             raise ValueError(f"fraction must be strictly between 0 and 1, got {fraction!r}")
-        order = np.random.default_rng(seed).permutation(self.n_queries)
-        cut = round(fraction * self.n_queries)
-        return self.take(np.sort(order[:cut])), self.take(np.sort(order[cut:]))
+        rng = np.random.default_rng(seed)
+        if not by_task:
+            groups = [np.arange(self.n_queries)]
+        elif self.tasks is None:
+            raise ValueError("these results have no tasks to stratify by: split(by_task=False), or build them with "
+                             "cascade_results")
+        else:
+            groups = [np.flatnonzero(self.tasks == task) for task in np.unique(self.tasks)]
+        first, second = [], []
+        for group in groups:
+            order = rng.permutation(group)
+            cut = round(fraction * len(group))
+            first.append(order[:cut])
+            second.append(order[cut:])
+        return self.take(np.sort(np.concatenate(first))), self.take(np.sort(np.concatenate(second)))
 
     def cost(self, kind: str = "flops") -> np.ndarray:
         """(M, N) cost of each model on each query: ``"flops"`` or measured ``"seconds"``."""

@@ -6,6 +6,7 @@ config names (``n_layer``, ``n_embd``, ``block_size``, ...); :func:`config_from_
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -57,3 +58,22 @@ def checkpoint_path(name: str) -> Path:
 def load_pretrained(name: str = "tiny-gpt") -> tuple[TinyGPT, dict]:
     """A shipped checkpoint by name: (fp32 model in eval mode, its training report)."""
     return load_checkpoint(checkpoint_path(name))
+
+
+def load_report(name: str) -> dict:
+    """A shipped checkpoint's training report alone (the <name>.json beside its weights), without loading them."""
+    return json.loads(checkpoint_path(name).with_suffix(".json").read_text())
+
+
+def load_answers(name: str) -> dict[tuple[str, str], tuple[bool, ...]]:
+    """Which of its report's questions the shipped checkpoint ``name`` answers exactly right: (task, difficulty)
+    -> one bool per question of :func:`lessonlib.models.evaluation.report_questions`, in order (written by
+    ``python scripts/train_tiny_models.py --answers``). Two models' answers compare question by question."""
+    path = checkpoint_path(name).parent / "answers" / f"{name}.json"
+    if not path.exists():
+        available = sorted(p.stem for p in path.parent.glob("*.json"))
+        raise FileNotFoundError(f"no stored answers for {name!r}; stored: {', '.join(available) or 'none'}; write "
+                                f"them with `python scripts/train_tiny_models.py --answers {name}`")
+    right = json.loads(path.read_text())["right"]
+    return {(task, level): tuple(bit == "1" for bit in bits) for task, by_level in right.items()
+            for level, bits in by_level.items()}

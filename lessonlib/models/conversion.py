@@ -2,8 +2,12 @@
 
 Each group of ``n_heads / n_kv_heads`` key heads becomes one key head whose projection is the mean of the
 group's projections (the same for values); query heads are untouched and each now reads its group's shared
-head. Nothing else changes, so the new model starts close to the old one, and a short uptraining (a few
-percent of the original training steps) recovers most of what the pooling lost.
+head. Nothing else changes, but each query head was trained against its own key head, and the mean of several
+heads is none of them: how much the pooled model loses depends on how alike the pooled heads were. Ainslie et
+al. found their T5-XXL with 8 key/value groups reasonable right after pooling, before any uptraining;
+tiny-gpt's 4 heads, pooled into 2, start worse than a uniform guess over the vocabulary (the report of
+tiny-gpt-pooled-gqa records the loss before uptraining). A short uptraining (a few percent of the original
+training steps in the paper) recovers most of what was lost.
 
     gqa = to_grouped_query(mha_model, n_kv_heads=2)      # a new TinyGPT; the input model is not changed
 """

@@ -21,6 +21,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ..costs.speculative import (  # noqa: F401 - re-exported
+    check_draft_len,
+    expected_speedup,
+    expected_tokens_per_pass,
+)
+
 
 # -- choosing a token ------------------------------------------------------------------------------------------
 def check_sampling_settings(temperature: float, top_k: int | None = None, top_p: float | None = None) -> None:
@@ -130,38 +136,8 @@ def greedy_with_logits(model, idx: torch.Tensor, max_new_tokens: int) -> tuple[t
 
 
 # -- speculative decoding --------------------------------------------------------------------------------------
-def expected_tokens_per_pass(acceptance_rate: float, draft_len: int) -> float:
-    """Expected tokens a speculative round yields per target pass when each drafted token is accepted with
-    probability ``acceptance_rate`` (alpha, independently) and ``draft_len`` (k) tokens are drafted:
-    (1 - alpha^(k+1)) / (1 - alpha), Leviathan et al. eq. 1 (k + 1 when alpha = 1: every draft and the bonus
-    token; 1 when alpha = 0: the target's own token)."""
-    _check_rate(acceptance_rate)
-    _check_draft_len(draft_len)
-    if acceptance_rate == 1:
-        return float(draft_len + 1)
-    return (1 - acceptance_rate ** (draft_len + 1)) / (1 - acceptance_rate)
-
-
-def expected_speedup(acceptance_rate: float, draft_len: int, cost_ratio: float) -> float:
-    """Expected wall-time speedup over plain target decoding (Leviathan et al., Theorem 3.8):
-    (1 - alpha^(k+1)) / ((1 - alpha)(c k + 1)), where ``cost_ratio`` c is the time of a draft step over that of
-    a target step, and a target pass over k + 1 tokens is assumed to cost one target step."""
-    if isinstance(cost_ratio, bool) or not isinstance(cost_ratio, numbers.Real) or not cost_ratio >= 0:
-        raise ValueError(f"cost_ratio is a draft step's time over a target step's, a number >= 0; got {cost_ratio!r}")
-    return expected_tokens_per_pass(acceptance_rate, draft_len) / (cost_ratio * draft_len + 1)
-
-
-def _check_rate(rate) -> None:
-    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate <= 1:
-        raise ValueError(f"acceptance_rate is a probability in [0, 1], got {rate!r}")
-
-
-def _check_draft_len(draft_len) -> None:
-    if isinstance(draft_len, bool) or not isinstance(draft_len, numbers.Integral) or draft_len < 1:
-        raise ValueError(f"draft_len (tokens the draft proposes per round) must be a whole number of at least 1, "
-                         f"got {draft_len!r}")
-
-
+# The expected-gain formulas (expected_tokens_per_pass, expected_speedup) live with the cost model, which has no
+# PyTorch: lessonlib.costs.speculative. They are imported above, so both names also work from here.
 @dataclass
 class SpeculativeStats:
     """What a speculative run did. ``accepted`` / (``accepted`` + ``rejected``) estimates Leviathan et al.'s
@@ -228,7 +204,7 @@ def accept_sampled(target_probs: torch.Tensor, draft_probs: torch.Tensor, drafte
 
 
 def _check_speculative_settings(target, draft, idx: torch.Tensor, max_new_tokens: int, draft_len: int) -> int:
-    _check_draft_len(draft_len)
+    check_draft_len(draft_len)
     if idx.dim() != 2 or idx.shape[0] != 1:
         raise ValueError(f"speculative decoding here runs one sequence at a time: idx must be (1, steps) token "
                          f"ids, got shape {tuple(idx.shape)}; loop over the prompts")

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .corpus import TOKENIZER, Batch, answer_span, make_lines
+from .corpus import TOKENIZER, VALIDATION_SEED, Batch, answer_span, make_lines
+
+# The questions a checkpoint's report is scored on (scripts/train_tiny_models.py): per task and difficulty, the
+# same REPORT_QUESTIONS questions for every model, so two models' answers can be compared question by question.
+REPORT_QUESTIONS, REPORT_SEED = 200, VALIDATION_SEED + 1
+
+
+def report_questions(tag: str, difficulty: str = "mixed", n: int = REPORT_QUESTIONS) -> list[str]:
+    """The questions of task ``tag`` ("c", "r", "s", "a") at ``difficulty`` that checkpoint reports score."""
+    return make_lines(n, REPORT_SEED, tasks=[tag], difficulty=difficulty)
 
 
 def task_lines(n_per_task: int = 100, seed: int = 77) -> list[str]:
@@ -57,15 +66,22 @@ def answer_loss(model: torch.nn.Module, lines: list[str]) -> float:
     return total / count
 
 
-def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
-    """Fraction of ``lines`` whose answer the model gets exactly right: greedy decoding after the ``>`` must
-    give the answer and then the newline that ends it. Questions of equal length are answered as one batch."""
-    right = 0
+def answers_right(model: torch.nn.Module, lines: list[str]) -> list[bool]:
+    """For each of ``lines``, in order: does the model get its answer exactly right? Greedy decoding after the
+    ``>`` must give the answer and then the newline that ends it. Questions of equal length are answered as one
+    batch."""
+    right = {}
     for (start, end), group in _by_answer_span(lines).items():
         prompts = torch.tensor([TOKENIZER.encode("\n" + line[:start]) for line in group])
         answers = model.generate(prompts, end - start + 1)[:, prompts.shape[1]:].tolist()
-        right += sum(TOKENIZER.decode(a) == line[start:end] + "\n" for line, a in zip(group, answers, strict=True))
-    return right / len(lines)
+        for line, answer in zip(group, answers, strict=True):
+            right.setdefault(line, []).append(TOKENIZER.decode(answer) == line[start:end] + "\n")
+    return [right[line].pop(0) for line in lines]   # a question asked twice is answered (the same) twice
+
+
+def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
+    """Fraction of ``lines`` whose answer the model gets exactly right (see :func:`answers_right`)."""
+    return sum(answers_right(model, lines)) / len(lines)
 
 
 SCORED_TASKS = ("copy", "reverse", "sort", "add")

@@ -63,14 +63,15 @@ def sizes_with(**changes):
 
 
 NUMBERS = '''
-mha_per_token = kv_bytes_per_token({{"num_hidden_layers": 32, "num_attention_heads": 32, "hidden_size": 4096}})
+mha_per_token = kv_bytes_per_token({mha_config})
 gqa_per_token = kv_bytes_per_token(LLAMA2_GQA_CONFIG)
 q4_mha_batch = largest_batch(N_PARAMS_MHA, mha_per_token, MEMORY_BYTES, CONTEXT)
 q4_gqa_batch = largest_batch({gqa_params}, gqa_per_token, MEMORY_BYTES, CONTEXT)
 q4_gqa_ms = 1e3 * ({read}) / BANDWIDTH
 q4_serves_target = {serves}
 '''
-RIGHT_NUMBERS = dict(gqa_params="N_PARAMS_GQA", read="N_PARAMS_GQA * 2 + USERS * CONTEXT * gqa_per_token",
+RIGHT_NUMBERS = dict(mha_config="LLAMA2_MHA_CONFIG", gqa_params="N_PARAMS_GQA",
+                     read="N_PARAMS_GQA * 2 + USERS * CONTEXT * gqa_per_token",
                      serves="q4_gqa_batch >= USERS and q4_gqa_ms <= LATENCY_MS")
 
 
@@ -90,6 +91,16 @@ WRONG = {
         "replace": {"q1_answer": attention_with(diagonal="steps")}, "expect": {"q1_tests": 0}},
     "q1_softmax_over_the_queries": {
         "replace": {"q1_answer": attention_with(axis="-2")}, "expect": {"q1_tests": 0}},
+    "q1_returns_float64": {   # right numbers, in a dtype the model's float32 layers cannot take (instructions: q's)
+        "replace": {"q1_answer": '''
+def grouped_query_attention(q, k, v):
+    q, k, v = q.double(), k.double(), v.double()          # "more precise"
+    group = q.shape[1] // k.shape[1]
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    future = torch.ones(q.shape[2], q.shape[2], dtype=torch.bool).triu(1)
+    return torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1) @ v
+'''}, "expect": {"q1_tests": 0}},
     "q1_calls_the_fused_kernel": {
         "replace": {"q1_answer": '''
 def grouped_query_attention(q, k, v):
@@ -108,8 +119,11 @@ def grouped_query_attention(q, k, v):
     return _helper(q, k, v)
 '''}, "expect": {"q1_tests": 0}},
     # Exercise 2: the rolling cache (1 + 1 visible, 1 hidden, a gate).
-    "q2_reads_the_ring_in_slot_order": {   # right until the ring wraps
+    "q2_reads_the_ring_in_storage_order": {   # right until the ring wraps; one-token decoding cannot tell
         "replace": {"q2_answer": ring_with(slots="list(range(min(length, window)))")}, "expect": {"q2_tests": 1}},
+    "q2_reads_empty_slots_before_the_ring_fills": {   # forgets max(0, ...): W positions even when fewer were written
+        "replace": {"q2_answer": ring_with(slots="[p % window for p in range(length - window, length)]")},
+        "expect": {"q2_tests": 2}},
     "q2_reads_newest_first": {
         "replace": {"q2_answer": ring_with(
             slots="[p % window for p in reversed(range(max(0, length - window), length))]")},
@@ -133,35 +147,44 @@ def ring_read(ring_keys, ring_values, length):
     slots = [p % window for p in range(max(0, length - window), length)]
     return ring_keys[:, :, slots], ring_values[:, :, slots]
 '''}, "expect": {"q2_tests": 0}},
-    # Exercise 3: sizes (1 + 1 visible, 1 + 1 hidden).
+    # Exercise 3: sizes (1 + 1 visible; 1 + 0.5 + 0.5 hidden). Exercise 4a uses these functions: every mistake here
+    # is carried forward there without a second charge (a test cell not named in "expect" must score full marks).
     "q3_counts_query_heads": {
-        "replace": {"q3_answer": sizes_with(kv_heads="heads")}, "expect": {"q3_tests": 3, "q4_numbers_tests": 3}},
+        "replace": {"q3_answer": sizes_with(kv_heads="heads")}, "expect": {"q3_tests": 3}},
     "q3_forgets_values": {
-        "replace": {"q3_answer": sizes_with(factor="1")}, "expect": {"q3_tests": 2, "q4_numbers_tests": 3}},
+        "replace": {"q3_answer": sizes_with(factor="1")}, "expect": {"q3_tests": 2}},
     "q3_ignores_explicit_head_dim": {
-        "replace": {"q3_answer": sizes_with(head_dim='config["hidden_size"] // heads')},
-        "expect": {"q3_tests": 3, "q4_numbers_tests": 3}},
+        "replace": {"q3_answer": sizes_with(head_dim='config["hidden_size"] // heads')}, "expect": {"q3_tests": 3}},
     "q3_rounds_the_batch_up": {
         "replace": {"q3_answer": sizes_with(rounding="int(-(-room // (kv_per_token * context_len)))")},
-        "expect": {"q3_tests": 3, "q4_numbers_tests": 3}},
+        "expect": {"q3_tests": 3}},
     "q3_negative_batch_when_weights_do_not_fit": {
-        "replace": {"q3_answer": sizes_with(empty="< -1e30")}, "expect": {"q3_tests": 3}},
+        "replace": {"q3_answer": sizes_with(empty="< -1e30")}, "expect": {"q3_tests": 3.5}},
     "q3_weights_in_parameters_not_bytes": {
-        "replace": {"q3_answer": sizes_with(weights="n_params")}, "expect": {"q3_tests": 2, "q4_numbers_tests": 3}},
-    # Exercise 4a: the modification in numbers (3 hidden); mistakes carried over from exercise 3 are not charged.
+        "replace": {"q3_answer": sizes_with(weights="n_params")}, "expect": {"q3_tests": 2}},
+    "q3_hard_codes_two_bytes_per_parameter": {   # right for bf16, which is all Exercise 4 asks
+        "replace": {"q3_answer": sizes_with(weights="n_params * 2")}, "expect": {"q3_tests": 3.5}},
+    # Exercise 4a: the modification in numbers (1 visible, 3 hidden); mistakes carried over from exercise 3 are not
+    # charged.
     "q4_keeps_the_old_parameter_count": {
         "replace": {"q4_numbers_answer": numbers_with(gqa_params="N_PARAMS_MHA",
                                                       read="N_PARAMS_MHA * 2 + USERS * CONTEXT * gqa_per_token")},
-        "expect": {"q4_numbers_tests": 1}, "requires": ("q3_answer",)},
+        "expect": {"q4_numbers_tests": 2}, "requires": ("q3_answer",)},
     "q4_reads_one_conversation_per_step": {
         "replace": {"q4_numbers_answer": numbers_with(read="N_PARAMS_GQA * 2 + CONTEXT * gqa_per_token")},
-        "expect": {"q4_numbers_tests": 2}, "requires": ("q3_answer",)},
+        "expect": {"q4_numbers_tests": 3}, "requires": ("q3_answer",)},
     "q4_ignores_the_latency_target": {
         "replace": {"q4_numbers_answer": numbers_with(serves="q4_gqa_batch >= 400")},
-        "expect": {"q4_numbers_tests": 2}, "requires": ("q3_answer",)},
+        "expect": {"q4_numbers_tests": 3}, "requires": ("q3_answer",)},
+    "q4_converted_config_before_the_change_too": {   # copies the GQA config into the "before" line
+        "replace": {"q4_numbers_answer": numbers_with(mha_config="LLAMA2_GQA_CONFIG")},
+        "expect": {"q4_numbers_tests": 3}, "requires": ("q3_answer",)},
     # Exercise 4b: the recommendation (2 hidden).
     "q4_four_times_faster": {"replace": {"q4_choice_answer": 'q4_answer = "A"'}, "expect": {"q4_choice_tests": 0}},
-    "q4_compute_bound": {"replace": {"q4_choice_answer": 'q4_answer = "D"'}, "expect": {"q4_choice_tests": 0}},
+    "q4_fewer_flops_and_compute_bound": {
+        "replace": {"q4_choice_answer": 'q4_answer = "C"'}, "expect": {"q4_choice_tests": 0}},
+    "q4_tiny_models_lost_points": {
+        "replace": {"q4_choice_answer": 'q4_answer = "D"'}, "expect": {"q4_choice_tests": 0}},
 }
 
 RIGHT = {
@@ -179,6 +202,19 @@ def grouped_query_attention(q, k, v):
     mask = torch.tril(torch.ones(steps, steps)).bool()
     weights = scores.masked_fill(~mask, -1e30).softmax(-1)
     return torch.einsum("bgmts,bgsd->bgmtd", weights, v).reshape(batch, n_heads, steps, dim)
+'''}},
+    "q1_computes_in_float64_and_returns_q_dtype": {
+        "replace": {"q1_answer": '''
+def grouped_query_attention(q, k, v):
+    n_rep = q.shape[1] // k.shape[1]
+    qd, kd, vd = q.double(), k.double(), v.double()
+    out = []
+    for h in range(q.shape[1]):                            # one head at a time
+        g = h // n_rep
+        scores = qd[:, h] @ kd[:, g].transpose(-1, -2) / math.sqrt(q.shape[-1])
+        causal = torch.tril(torch.ones(scores.shape[-2:], dtype=torch.bool))
+        out.append(torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1) @ vd[:, g])
+    return torch.stack(out, dim=1).to(q.dtype)
 '''}},
     "q2_with_a_loop_and_numpy_style_indexing": {
         "replace": {"q2_answer": '''
