@@ -19,6 +19,7 @@ from lessonlib.lessons.mixture_of_experts import (
     every_expert_on_every_token,
     layer_timing_summary,
     learner_moe,
+    moe_payoff,
     payoff_summary,
     random_experts,
     time_dispatch,
@@ -35,6 +36,7 @@ from lessonlib.lessons.moe_vs_pruning import (
     sparse_matmul_summary,
     time_sparse_matmul,
 )
+from lessonlib.measure.decode import torch_threads
 from lessonlib.models import corpus, moe, pruning
 from lessonlib.models.cost_spec import spec_of
 from lessonlib.models.tinygpt import TinyGPT, TinyGPTConfig
@@ -191,13 +193,20 @@ def test_payoff_summary_says_whether_the_moe_bought_quality_at_equal_compute():
     dense = payoff_row("d", 800, 800, 1e6, 1.14, 0.75, 1e-3)
     large = payoff_row("L", 2700, 2700, 3e6, 1.10, 0.80, 3e-3)
     losing = payoff_row("m", 2400, 800, 1e6, 1.16, 0.70, 1.5e-3)
-    winning = dataclasses.replace(losing, val_loss=1.12)
+    winning = dataclasses.replace(losing, val_loss=1.12, exact_match=0.78)
     assert "did **not** buy quality" in payoff_summary([dense, large, losing], "m", "d", "L")
     assert "bought quality with memory" in payoff_summary([dense, large, winning], "m", "d", "L")
     text = payoff_summary([dense, large, losing], "m", "d", "L")
     assert "took 2.0x the MoE's time" in text and "routing and dispatch cost time" in text
     equal = payoff_summary([dense, large, dataclasses.replace(losing, prefill=timing_of(1.1e-3))], "m", "d", "L")
     assert "routing and dispatch cost time" not in equal
+    # exact match on 800 questions: 5 points is a clear difference, 0.9 points is noise
+    assert "-5.0 points" in text and "a clear difference" in text
+    noisy = payoff_summary([dense, large, dataclasses.replace(losing, exact_match=0.741)], "m", "d", "L")
+    assert "-0.9 points" in noisy and "within noise" in noisy
+    # the validation loss says better, exact match says clearly worse: no claim either way
+    mixed = payoff_summary([dense, large, dataclasses.replace(losing, val_loss=1.12)], "m", "d", "L")
+    assert "no clear quality" in mixed and "bought quality with memory" not in mixed and "**not**" not in mixed
 
 
 # -- lesson 03b ------------------------------------------------------------------------------------------------
@@ -248,7 +257,20 @@ def test_comparison_summary_follows_the_measurement_and_judges_quality_against_t
             measured("s50", "structured", params=400, active=400, decode=0.9e-3, batch=1e-3, prefill=2e-3, em=0.72)]
     text = comparison_summary(rows, "dense", "control", "moe", "m80", "s50")
     assert "**no time saved**" in text and "a real saving" in text and "extra operations" in text
-    assert "m80 -10.0" in text and "s50 -8.0" in text and "+5.0 points" in text
+    assert "m80 -10.0 points" in text and "s50 -8.0 points" in text and "+5.0 points" in text
+    assert "extra training, not the pruning" in text and "2 of the 2 pruned" not in text
+    assert "All 2 pruned models lost quality beyond noise" in text and "the same 300 extra steps" not in text
+    assert "the same 300 extra steps" in comparison_summary(rows, "dense", "control", "moe", "m80", "s50",
+                                                            extra_steps=300)
+    # on 800 questions, 1.8 points is noise (the control) and so is a 1-point loss; 10 points is not
+    close = [measured("dense", "dense"), measured("control", "dense", em=0.768), rows[2],
+             measured("m80", "unstructured", zeros=500, em=0.668), measured("s50", "structured", params=400, em=0.758)]
+    text = comparison_summary(close, "dense", "control", "moe", "m80", "s50")
+    assert "within noise: the extra steps alone" in text and "extra training, not the pruning" not in text
+    assert "1 of the 2 pruned models lost quality beyond noise" in text and "the most m80" in text
+    none = comparison_summary([*close[:3], dataclasses.replace(close[3], exact_match=0.76), close[4]],
+                              "dense", "control", "moe", "m80", "s50")
+    assert "None lost quality beyond noise" in none
     faster_moe = comparison_summary([*rows[:2], measured("moe", "moe", params=2400, decode=0.5e-3), *rows[3:]],
                                     "dense", "control", "moe", "m80", "s50")
     assert "faster than the dense one's on this run" in faster_moe and "extra operations" not in faster_moe
@@ -278,3 +300,20 @@ def test_reported_scores_read_a_checkpoints_report_and_measure_uses_them_instead
     rows = measure({"dense": (small_model(), "dense")}, [], context_len=8, batch_size=2, prompt_len=16, repeats=1,
                    scores={"dense": given})
     assert (rows[0].val_loss, rows[0].answer_loss, rows[0].exact_match) == (1.5, 0.25, 0.5)
+
+
+def test_rescoring_a_checkpoint_gives_the_numbers_its_report_recorded():
+    """What RESCORE = True runs in lessons 03a and 03b: the report's batches and questions, so the same numbers."""
+    from lessonlib.models.checkpoints import load_pretrained
+    from lessonlib.models.evaluation import report_scores, reported_scores
+
+    model, report = load_pretrained("tiny-gpt-small")
+    batches = corpus.split("validation").fixed_batches(8, 16, 256)
+    with torch_threads(1):
+        live = report_scores(model, batches)
+    recorded = reported_scores(report)
+    assert live.val_loss == pytest.approx(recorded.val_loss, abs=1e-6)
+    assert live.answer_loss == pytest.approx(recorded.answer_loss, abs=1e-4)     # the report rounds to 4 places
+    assert live.exact_match == recorded.exact_match
+    rows = moe_payoff({"tiny-gpt-small": model}, batches[:1], repeats=1)         # default: the report's questions
+    assert rows[0].exact_match == recorded.exact_match

@@ -112,3 +112,16 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> Difference:
     # Sample variance of the per-question differences d (d**2 is 1 exactly where the two disagree).
     variance = ((a_only + b_only) - n * mean**2) / (n - 1) if n > 1 else 0.0
     return Difference(mean, math.sqrt(max(variance, 0.0) / n), n, a_only, b_only)
+
+
+def share_difference(a: float, b: float, n: int) -> Difference:
+    """Share ``a`` minus share ``b``, each measured on ``n`` questions, when only the two shares are known (not
+    which questions each model got right): the standard error treats them as independent, sqrt(se_a² + se_b²).
+    On the same questions that overstates the noise (a paired comparison, :func:`paired_difference`, is
+    tighter), so a difference this calls clear is clear."""
+    if n < 1:
+        raise ValueError(f"share_difference needs the number of questions behind each share (n >= 1), got {n}")
+    if not (0 <= a <= 1 and 0 <= b <= 1):
+        raise ValueError(f"shares must be between 0 and 1, got {a} and {b}")
+    stderr = math.hypot(Share(round(a * n), n).stderr, Share(round(b * n), n).stderr)
+    return Difference(a - b, stderr, n)

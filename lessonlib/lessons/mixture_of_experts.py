@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..core.stats import share_difference
 from ..core.timing import Timing, busy_machine_note, interleaved_timings, progress
 from ..measure.decode import prefill_run, torch_threads
 from ..models.cost_spec import spec_of
-from ..models.evaluation import Scores, evaluate, live_scores
+from ..models.evaluation import REPORT_ANSWERS, Scores, evaluate, live_scores, report_scores
 from ..models.moe import ExpertWeights, MoEMLP, expert, moe_mlp, route
 
 # -- the load-balancing loss as routing collapses -----------------------------------------------------------------
@@ -327,11 +328,12 @@ class PayoffRow:
     prefill: Timing              # one 256-token prompt, one thread
 
 
-def moe_payoff(models: dict[str, torch.nn.Module], val_batches, lines: list[str], prompt_len: int = 256,
-               repeats: int = 5, scores: dict[str, Scores] | None = None) -> list[PayoffRow]:
+def moe_payoff(models: dict[str, torch.nn.Module], val_batches, lines: list[str] | None = None,
+               prompt_len: int = 256, repeats: int = 5, scores: dict[str, Scores] | None = None) -> list[PayoffRow]:
     """Parameters, FLOPs per token, quality and the time of a ``prompt_len``-token prefill (in turns, one thread)
     of each model. Quality is taken from ``scores`` where given (e.g. the checkpoints' reports), else scored now
-    on ``val_batches`` and the answers of ``lines``. Prints progress."""
+    on ``val_batches`` and the answers of ``lines``, or by default on the reports' own questions
+    (:func:`~lessonlib.models.evaluation.report_scores`). Prints progress."""
     if not models:
         raise ValueError("give at least one model")
     runs = {name: prefill_run(model, prompt_len) for name, model in models.items()}
@@ -341,7 +343,8 @@ def moe_payoff(models: dict[str, torch.nn.Module], val_batches, lines: list[str]
     print(" done", flush=True)
     scores = dict(scores or {})
     for name in progress([n for n in models if n not in scores], "scoring quality"):
-        scores[name] = live_scores(models[name], val_batches, lines)
+        scores[name] = (report_scores(models[name], val_batches) if lines is None
+                        else live_scores(models[name], val_batches, lines))
     rows = []
     for name, model in models.items():
         spec = spec_of(model, name)
@@ -351,9 +354,11 @@ def moe_payoff(models: dict[str, torch.nn.Module], val_batches, lines: list[str]
     return rows
 
 
-def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_total: str) -> str:
+def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_total: str,
+                   n_questions: int = REPORT_ANSWERS) -> str:
     """The MoE against the dense model of its active parameters (same compute per token) and the dense model of
-    about its total parameters (same memory), in words that follow the numbers."""
+    about its total parameters (same memory), in words that follow the numbers; exact match with a 95% interval
+    on ``n_questions`` questions, called a difference only when the interval is clear of 0."""
     by = {r.name: r for r in rows}
     m, a, t = by[moe], by[same_active], by[same_total]
 
@@ -363,22 +368,29 @@ def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_t
             word = "the same validation loss (within 0.005 nats)"
         else:
             word = f"a {'lower' if dl < 0 else 'higher'} validation loss ({x.val_loss:.3f} against {y.val_loss:.3f})"
-        return f"{word} and {x.exact_match:.1%} exact match against {y.exact_match:.1%}"
+        gap = share_difference(x.exact_match, y.exact_match, n_questions)
+        return (f"{word} and {x.exact_match:.1%} exact match against {y.exact_match:.1%} ({gap}: "
+                + ("a clear difference)" if gap.clear else "within noise)"))
 
     same_compute = (f"At the **same compute per token** as `{same_active}` "
                     f"({m.flops_per_token / a.flops_per_token:.2f}x its FLOPs, {m.params / a.params:.1f}x its "
                     f"parameters in memory), `{moe}` reaches {quality(m, a)}.")
-    moe_wins = m.val_loss < a.val_loss - 0.005
     same_memory = (f"Against `{same_total}`, which holds about the same parameters ({t.params / m.params:.2f}x) and "
                    f"spends them all on every token ({t.flops_per_token / m.flops_per_token:.1f}x the MoE's FLOPs), "
                    f"`{moe}` has {quality(m, t)}.")
-    if moe_wins:
+    loss_gap = m.val_loss - a.val_loss
+    match_gap = share_difference(m.exact_match, a.exact_match, n_questions)
+    if loss_gap < -0.005 and not (match_gap.clear and match_gap.value < 0):
         claim = ("So on this run the MoE bought quality with memory, not compute: its case is real whenever memory is "
                  "cheaper than FLOPs.")
-    else:
+    elif loss_gap > 0.005 and not (match_gap.clear and match_gap.value > 0):
         claim = ("So at this tiny scale and training budget the extra experts did **not** buy quality at equal "
                  "compute: the MoE's claim (more capacity for the same FLOPs) may need more data and larger models "
                  "than these to pay off; the published MoEs had both.")
+    else:
+        claim = ("So on this run the extra experts bought no clear quality at equal compute: the validation loss and "
+                 "exact match do not agree on a difference beyond noise. The MoE's claim (more capacity for the same "
+                 "FLOPs) may need more data and larger models than these to show; the published MoEs had both.")
     timing = ""
     if m.prefill.reliable and t.prefill.reliable and a.prefill.reliable:
         ratio = t.prefill.seconds / m.prefill.seconds

@@ -19,10 +19,11 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..core.stats import share_difference
 from ..core.timing import Timing, busy_machine_note, interleaved_timings, progress
 from ..measure.decode import decode_steps, prefill_run, torch_threads
 from ..models.cost_spec import spec_of
-from ..models.evaluation import Scores, live_scores, task_lines
+from ..models.evaluation import REPORT_ANSWERS, Scores, live_scores, report_scores
 from ..models.pruning import prunable_weights
 
 
@@ -39,8 +40,8 @@ class Measured:
     batch_decode: Timing        # one decode step of ``batch_size`` sequences
     prefill: Timing             # one prompt of ``prompt_len`` tokens
     val_loss: float             # nats per character on the course's fixed validation batches
-    answer_loss: float          # nats per character of the answers of ``task_lines``
-    exact_match: float          # share of ``task_lines`` answered exactly right (greedy decoding)
+    answer_loss: float          # nats per character of the answers (mean over copy, reverse, sort and add)
+    exact_match: float          # share of the questions answered exactly right (greedy decoding)
 
     @property
     def nonzero_params(self) -> int:
@@ -77,11 +78,11 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
             lines: list[str] | None = None, scores: dict[str, Scores] | None = None) -> list[Measured]:
     """Measure ``models`` (name -> (model, kind)) in one interleaved run on one thread; see the module docstring.
     Quality is taken from ``scores`` (name -> :class:`~lessonlib.models.evaluation.Scores`, e.g. the checkpoints'
-    reports) where given, else scored now on ``val_batches`` and on the answers of ``lines`` (default:
-    :func:`task_lines`). Prints how far it has got."""
+    reports) where given, else scored now on ``val_batches`` and on the answers of ``lines``, or by default on
+    the questions the reports were scored on (:func:`~lessonlib.models.evaluation.report_scores`: with the
+    course's eight validation batches, the reports' own numbers). Prints how far it has got."""
     if not models:
         raise ValueError("give at least one model to measure")
-    lines = task_lines() if lines is None else lines
     runs = {}
     for name, (model, _) in models.items():
         runs[name, "decode"] = decode_steps(model, context_len, 1, DECODE_STEPS)
@@ -94,7 +95,9 @@ def measure(models: dict[str, tuple[torch.nn.Module, str]], val_batches, context
     rows = []
     scores = dict(scores or {})
     for name in progress([n for n in models if n not in scores], "scoring quality"):
-        scores[name] = live_scores(models[name][0], val_batches, lines)
+        model = models[name][0]
+        scores[name] = (report_scores(model, val_batches) if lines is None
+                        else live_scores(model, val_batches, lines))
     for name, (model, kind) in models.items():
         spec = spec_of(model, name)
         zeros = count_zeros(model)
@@ -260,10 +263,12 @@ def _change(row: Measured, reference: Measured, field: str) -> str:
 
 
 def comparison_summary(rows: Sequence[Measured], dense: str, control: str, moe: str, unstructured: str,
-                       structured: str) -> str:
+                       structured: str, extra_steps: int | None = None, n_questions: int = REPORT_ANSWERS) -> str:
     """Section 3's measured comparison, one bullet per point, each drawn from the numbers only: what unstructured
     zeros, structured pruning and the MoE did to time (when the timings are trustworthy), and what pruning cost in
-    quality against the control trained for as many extra steps."""
+    quality against the control trained for as many extra steps (``extra_steps``, as the reports record them),
+    with 95% intervals for exact match on ``n_questions`` questions: only a difference clear of noise is called a
+    loss."""
     by = {r.name: r for r in rows}
     base, ctrl, m, zeros, small = by[dense], by[control], by[moe], by[unstructured], by[structured]
     bullets = []
@@ -300,21 +305,27 @@ def comparison_summary(rows: Sequence[Measured], dense: str, control: str, moe: 
                        f"{m.params / base.params:.2f}x its parameters in memory; {moe_time}.")
     else:
         bullets.append(busy_machine_note("the models' decode steps and prefills", timed))
-    extra = ctrl.exact_match - base.exact_match
+    extra = share_difference(ctrl.exact_match, base.exact_match, n_questions)
+    steps = f"the same {extra_steps} extra steps" if extra_steps else "as many extra steps as"
     bullets.append(
-        f"**The control**: `{control}`, the dense model trained for the same 300 extra steps the pruned models were "
-        f"fine-tuned for, answers {ctrl.exact_match:.1%} exactly against the dense model's {base.exact_match:.1%} "
-        f"({100 * extra:+.1f} points): "
-        + ("that much of any pruned model's score is the extra training, not the pruning." if abs(extra) >= 0.01
-           else "the extra steps alone changed little."))
+        f"**The control**: `{control}`, the dense model trained for {steps} the pruned models were fine-tuned "
+        f"for, answers {ctrl.exact_match:.1%} exactly against the dense model's {base.exact_match:.1%} "
+        f"({extra}, on {n_questions:,} questions): "
+        + ("that much of any pruned model's score is the extra training, not the pruning." if extra.clear
+           else "within noise: the extra steps alone changed no more than chance would on this many questions."))
     pruned = [r for r in rows if r.kind in ("unstructured", "2:4", "structured")]
-    worse = [r for r in pruned if r.exact_match < ctrl.exact_match - 0.01]
-    parts = ", ".join(f"{r.name} {100 * (r.exact_match - ctrl.exact_match):+.1f}" for r in pruned)
+    gaps = {r.name: share_difference(r.exact_match, ctrl.exact_match, n_questions) for r in pruned}
+    worse = [r for r in pruned if gaps[r.name].clear and gaps[r.name].value < 0]
+    parts = "; ".join(f"{r.name} {gaps[r.name]}" for r in pruned)
     bullets.append(
-        f"**Quality after fine-tuning, against the control** (exact match, points): {parts}. "
-        + (f"{len(worse)} of the {len(pruned)} pruned models lost quality for good; "
-           f"the most, {min(pruned, key=lambda r: r.exact_match).name}." if worse else
-           "None lost more than a point: at these sparsities fine-tuning recovered what pruning took.")
+        f"**Quality after fine-tuning, against the control** (exact match): {parts}. "
+        + (f"{len(worse)} of the {len(pruned)} pruned models lost quality beyond noise (an interval clear of 0), "
+           f"the most {min(pruned, key=lambda r: r.exact_match).name}; the others' differences are within what "
+           "chance gives on this many questions." if 0 < len(worse) < len(pruned) else
+           f"All {len(pruned)} pruned models lost quality beyond noise; the most, "
+           f"{min(pruned, key=lambda r: r.exact_match).name}." if worse else
+           "None lost quality beyond noise: at these sparsities fine-tuning recovered what pruning took, as far as "
+           "this many questions can tell.")
         + f" The validation loss over whole lines moves far less ({_change(zeros, ctrl, 'val_loss')} for "
         f"{unstructured}): most of each line is unpredictable question letters, which hide what a model lost on "
         "the answers.")

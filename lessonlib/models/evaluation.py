@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .corpus import TOKENIZER, VALIDATION_SEED, Batch, answer_span, make_lines
+from .corpus import TASKS, TOKENIZER, VALIDATION_SEED, Batch, answer_span, make_lines
 
 # The questions a checkpoint's report is scored on (scripts/train_tiny_models.py): per task and difficulty, the
 # same REPORT_QUESTIONS questions for every model, so two models' answers can be compared question by question.
@@ -109,5 +109,23 @@ def reported_scores(report: dict) -> Scores:
 
 
 def live_scores(model: torch.nn.Module, batches: list[Batch], lines: list[str]) -> Scores:
-    """The same three measures, scored now on ``batches`` and the answers of ``lines``."""
+    """The same three measures, scored now on ``batches`` and the answers of ``lines`` (all lines pooled). Not
+    the numbers a checkpoint's report recorded unless the questions are the report's: see :func:`report_scores`."""
     return Scores(evaluate(model, batches), answer_loss(model, lines), exact_match(model, lines))
+
+
+REPORT_ANSWERS = REPORT_QUESTIONS * len(SCORED_TASKS)   # answers behind a report's (and report_scores') exact match
+
+
+def report_scores(model: torch.nn.Module, batches: list[Batch]) -> Scores:
+    """The three measures scored now exactly as a checkpoint's report scored them (:func:`reported_scores`): the
+    loss on ``batches`` (give the course's eight fixed validation batches), and for each of copy, reverse, sort
+    and add the answer loss and the exact match of the report's :data:`REPORT_QUESTIONS` questions at mixed
+    difficulty, averaged over the four tasks. A shipped checkpoint scores what its report says (up to the
+    report's rounding): this is what a lesson's ``RESCORE = True`` runs."""
+    tags = [tag for tag, name in TASKS.items() if name in SCORED_TASKS]
+    if len(tags) != len(SCORED_TASKS):
+        raise ValueError(f"the corpus has no task for some of {SCORED_TASKS}")
+    answers = [answer_loss(model, report_questions(tag)) for tag in tags]
+    right = [exact_match(model, report_questions(tag, "mixed")) for tag in tags]
+    return Scores(evaluate(model, batches), sum(answers) / len(answers), sum(right) / len(right))
