@@ -243,6 +243,9 @@ def test_pruning_sweep_summary_says_whether_the_ranking_follows_the_freedom_of_t
     assert "That is the order" in pruning_sweep_summary(expected, 1.14, 1.25, 1.3)
     assert "Per-layer beats global" in pruning_sweep_summary(expected, 1.14, 1.25, 1.3)
     assert "**not** the order" in pruning_sweep_summary(dict(expected, **{"2:4": 3.0}), 1.14, 1.25, 1.3)
+    assert "uniform guess" not in pruning_sweep_summary(expected, 1.14, 1.25, 1.3, uniform_loss=3.71)
+    worse = pruning_sweep_summary(dict(expected, **{"structured (50%)": 4.4}), 1.14, 1.25, 1.3, uniform_loss=3.71)
+    assert "structured (50%) scores worse than a uniform guess over the vocabulary (3.71)" in worse
 
 
 def measured(name, kind, params=800, zeros=0, active=800, decode=1e-3, batch=2e-3, prefill=4e-3, em=0.75,

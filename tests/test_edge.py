@@ -55,7 +55,7 @@ def test_a_structured_cut_keeps_at_least_one_head_group():
 
 
 def test_by_default_unstructured_and_2_4_zeros_cost_what_the_dense_model_costs():
-    """The default kernel is the one lesson 03 measures on a CPU: zeros stored and multiplied as dense values."""
+    """The default kernel is the one lesson 03b measures on a CPU: zeros stored and multiplied as dense values."""
     dense = Candidate("m", MISTRAL)
     for pruned in (prune(MISTRAL, "unstructured", 0.75), prune(MISTRAL, "2:4", 0.5)):
         assert not pruned.sparse_kernel

@@ -1,6 +1,6 @@
 """Will it run on the device? Memory, decode speed and expected quality of candidate models on an edge device.
 
-Lesson 03's simulator compares the two ways of making a model cheaper that the lesson is about:
+The simulator of lessons 03a and 03b compares the two ways of making a model cheaper that the lesson is about:
 
 * **mixture of experts** (a :class:`~lessonlib.costs.ModelSpec` with ``n_experts > 1``): each token runs only
   ``experts_per_token`` experts, so FLOPs and, at batch 1, bytes read per token shrink; but every expert must
@@ -11,14 +11,14 @@ Lesson 03's simulator compares the two ways of making a model cheaper that the l
     weights are zero (s = 0.5 always). What the zeros save depends on the **kernel**, a setting of every
     pruned candidate (``sparse_kernel``):
 
-    - ``False``, the default, is what lesson 03 measures on a CPU with PyTorch's dense kernels: the zeros are
+    - ``False``, the default, is what lesson 03b measures on a CPU with PyTorch's dense kernels: the zeros are
       stored and multiplied like any other value, so memory, bytes read and FLOPs are the dense model's.
     - ``True`` assumes a format and a kernel that skip them: the kept values plus a bitmask of one bit per
       position (unstructured: ``(1 - s) * b + 1/8`` bytes per parameter) or a 2-bit index per kept value
       (2:4: ``b / 2 + 1/8``), streamed at that size. Hardware that does this: NVIDIA's sparse tensor cores
       (Ampere and later, the Jetson Orin's GPU included) for 2:4, through cuSPARSELt or TensorRT; for
       unstructured sparsity, sparse kernels for memory-bound matrix-vector products on CPUs and GPUs, which
-      win at moderate to high sparsity (lesson 03 measures PyTorch's CSR kernel losing at 50%). FLOPs are
+      win at moderate to high sparsity (lesson 03b measures PyTorch's CSR kernel losing at 50%). FLOPs are
       still counted dense (sparse tensor cores would halve 2:4's; this simulator does not count that).
   - ``"structured"``: whole MLP channels and key/value head groups are removed, leaving a smaller dense model
     that saves memory, bytes read and FLOPs alike, with any kernel.
@@ -141,7 +141,7 @@ def prune(spec: ModelSpec, kind: str, sparsity: float, label: str | None = None,
           sparse_kernel: bool = False) -> Candidate:
     """``spec`` pruned: ``kind`` one of "unstructured", "2:4" (sparsity must be 0.5), "structured".
     ``sparse_kernel`` (unstructured and 2:4 only): assume a compressed format and a kernel that skips the
-    zeros; by default they are stored and multiplied as dense values, as measured in lesson 03."""
+    zeros; by default they are stored and multiplied as dense values, as measured in lesson 03b."""
     if kind not in PRUNING_KINDS:
         raise ValueError(f"pruning kind must be one of {', '.join(PRUNING_KINDS)}, got {kind!r}")
     label = label or f"{spec.name} pruned {kind} {sparsity:.0%}"

@@ -4,7 +4,7 @@
 weight-only quantization (half a byte per weight, as llama.cpp's 4-bit formats and GPTQ/AWQ store them, scales
 aside), with the KV cache in bf16; no datasheet quotes a 4-bit rate for the course's hardware, so its arithmetic
 is counted at the int8 rate (the weights are unpacked before they are multiplied). The dashboards shared by
-lessons 00-02 offer ``PRECISIONS``; lesson 03's edge dashboard adds int4 (``EDGE_PRECISIONS``).
+lessons 00-02 offer ``PRECISIONS``; the edge dashboard of lessons 03a and 03b adds int4 (``EDGE_PRECISIONS``).
 Every byte count in the cost model, the dashboards and the lessons reads these tables.
 """
 from __future__ import annotations

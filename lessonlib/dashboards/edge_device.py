@@ -2,10 +2,10 @@
 
 Candidates: a mixture-of-experts model (all experts in memory, a few active per token), a dense model, that
 dense model pruned (unstructured, 2:4 or structured, at a chosen sparsity), and the course's tiny models
-measured in lesson 03. How unstructured and 2:4 zeros are stored and read is a setting (``sparse_kernel``):
-off by default, as lesson 03 measures on a CPU. Quality: the real models' published scores where the course
+measured in lesson 03b. How unstructured and 2:4 zeros are stored and read is a setting (``sparse_kernel``):
+off by default, as lesson 03b measures on a CPU. Quality: the real models' published scores where the course
 has a sourced one (:mod:`lessonlib.costs.published`), blank otherwise (a pruned real model included); the tiny
-models' change measured in lesson 03. Arithmetic lives in :mod:`lessonlib.costs.edge`; this module only lays it
+models' change measured in lesson 03b. Arithmetic lives in :mod:`lessonlib.costs.edge`; this module only lays it
 out.
 """
 from __future__ import annotations
@@ -43,9 +43,9 @@ def candidates(dense: str, moe: str, kind: str, sparsity: float, tiny_dense: Mod
     rows = [Candidate(model_preset_label(moe), moe_spec), Candidate(model_preset_label(dense), dense_spec),
             prune(dense_spec, kind, sparsity, f"{model_preset_label(dense)}, pruned {kind} {sparsity:.0%}", kernel)]
     if tiny_moe is not None:
-        rows.append(Candidate("tiny-moe (lesson 03)", tiny_moe))
+        rows.append(Candidate("tiny-moe (lesson 03a)", tiny_moe))
     if tiny_dense is not None:
-        rows += [Candidate("tiny-gpt (lesson 03)", tiny_dense),
+        rows += [Candidate("tiny-gpt (lesson 03b)", tiny_dense),
                  prune(tiny_dense, kind, sparsity, f"tiny-gpt, pruned {kind} {sparsity:.0%}", kernel)]
     return rows
 
@@ -122,7 +122,7 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
                 f"<td style='text-align:right'>{a.tokens_per_second:,.1f}</td><td>{a.step.bound}</td>"
                 f"<td>{html.escape(score)}</td></tr>")
         if group is real and tiny:
-            measured = f"the change in {quality.metric} measured in lesson 03" if quality else "not measured"
+            measured = f"the change in {quality.metric} measured in lesson 03b" if quality else "not measured"
             body.append("<tr><td colspan='11' style='border-top:1px solid #999;font-size:85%;color:#555'>"
                         "the course's tiny models (parameters in billions, so 0.000831 B = 831 thousand); quality: "
                         f"{html.escape(measured)}, against tiny-gpt"
@@ -142,7 +142,7 @@ def edge_report(device: str = "phone-snapdragon-8-gen-3", memory_fraction: float
                          "needs hardware or a kernel that does it (2:4: NVIDIA sparse tensor cores, Ampere and "
                          "later; unstructured: a sparse matrix-vector kernel that beats dense at this sparsity).")
         else:
-            notes.append("Sparse kernel OFF (as measured in lesson 03 on a CPU): the zeros are stored and "
+            notes.append("Sparse kernel OFF (as measured in lesson 03b on a CPU): the zeros are stored and "
                          "multiplied like any value, so this pruned model costs what the dense one costs.")
     if precision == "int4":
         notes.append("int4: weights in half a byte (weight-only quantization), KV cache in bf16, arithmetic "

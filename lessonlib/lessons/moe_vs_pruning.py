@@ -234,9 +234,11 @@ def learner_n_m_masks(model, n_m_mask: Callable, n: int = 2, m: int = 4) -> dict
     return masks
 
 
-def pruning_sweep_summary(at_half: dict[str, float], dense_loss: float, per_layer: float, global_: float) -> str:
+def pruning_sweep_summary(at_half: dict[str, float], dense_loss: float, per_layer: float, global_: float,
+                          uniform_loss: float | None = None) -> str:
     """The losses at about half the block weights removed, ranked, and whether the ranking is the one the freedom
-    of each pattern predicts (magnitude < 2:4 < structured)."""
+    of each pattern predicts (magnitude < 2:4 < structured); with ``uniform_loss`` (ln of the vocabulary size),
+    which of them now predict worse than a uniform guess."""
     ranking = sorted(at_half, key=at_half.get)
     text = (f"At about half the block weights removed, without retraining (dense: {dense_loss:.3f}): "
             + ", ".join(f"{name} {at_half[name]:.3f}" for name in ranking)
@@ -255,6 +257,13 @@ def pruning_sweep_summary(at_half: dict[str, float], dense_loss: float, per_laye
                  "ones that matter least.")
     else:
         text += " Global beats per-layer here: ranking all weights together kept more of the ones that matter."
+    if uniform_loss is not None:
+        lost = [name for name in ranking if at_half[name] > uniform_loss]
+        if lost:
+            text += (f" {' and '.join(lost)} {'scores' if len(lost) == 1 else 'score'} worse than a uniform guess over "
+                     f"the vocabulary ({uniform_loss:.2f}): without retraining, "
+                     f"{'that model has' if len(lost) == 1 else 'those models have'} lost more than "
+                     "everything it learned, and is confidently wrong.")
     return text
 
 

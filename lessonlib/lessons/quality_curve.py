@@ -1,4 +1,4 @@
-"""Lesson 03's quality measurements of the tiny models by kind of modification, as the edge-device dashboard
+"""Lesson 03b's quality measurements of the tiny models by kind of modification, as the edge-device dashboard
 reads them: how much of a quality metric a model keeps when it is an MoE, or pruned by each kind at each
 measured sparsity."""
 from __future__ import annotations

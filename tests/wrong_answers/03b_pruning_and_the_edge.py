@@ -154,6 +154,9 @@ def moe_params(config):
     "q4_always_deploys_the_pruned_model": {
         "replace": {"q4_plan_answer": plan_with(choice='"Y"')}, "expect": {"q4_plan_tests": 3},
         "requires": ["q3_answer"]},
+    "q4_deploys_the_faster_design_whether_it_fits_or_not": {
+        "replace": {"q4_plan_answer": plan_with(choice='min({"X": x_ms, "Y": y_ms}, key={"X": x_ms, "Y": y_ms}.get)')},
+        "expect": {"q4_plan_tests": 2}, "requires": ["q3_answer"]},
     "q4_times_in_seconds": {
         "replace": {"q4_plan_answer": plan_with(scale="1")}, "expect": {"q4_plan_tests": 2},
         "requires": ["q3_answer"]},
