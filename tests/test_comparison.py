@@ -166,6 +166,8 @@ def test_dispatch_summary_follows_the_measurement():
             timing_of(every)}))
 
     assert "took **3.0x** as long" in summary(1e-3, 3e-3)
+    assert "less than the 4x its FLOPs predict" in summary(1e-3, 3e-3)
+    assert "about the 4x its FLOPs predict" in summary(1e-3, 3.9e-3)
     assert "faster** than your dispatch" in summary(3e-3, 1e-3)
     assert "about as long" in summary(1e-3, 1.1e-3) and "about the same time" in summary(1e-3, 1.1e-3)
     assert "busy" in summary(1e-3, 3e-3, reliable=False) and "took **" not in summary(1e-3, 3e-3, reliable=False)
@@ -269,7 +271,7 @@ def test_comparison_summary_follows_the_measurement_and_judges_quality_against_t
     close = [measured("dense", "dense"), measured("control", "dense", em=0.768), rows[2],
              measured("m80", "unstructured", zeros=500, em=0.668), measured("s50", "structured", params=400, em=0.758)]
     text = comparison_summary(close, "dense", "control", "moe", "m80", "s50")
-    assert "within noise: the extra steps alone" in text and "extra training, not the pruning" not in text
+    assert "within noise, so the extra steps alone" in text and "extra training, not the pruning" not in text
     assert "1 of the 2 pruned models lost quality beyond noise" in text and "the most m80" in text
     none = comparison_summary([*close[:3], dataclasses.replace(close[3], exact_match=0.76), close[4]],
                               "dense", "control", "moe", "m80", "s50")

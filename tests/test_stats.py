@@ -50,7 +50,7 @@ def test_a_difference_of_two_shares_alone_adds_their_variances_and_refuses_bad_i
     expected = math.sqrt(0.75 * 0.25 / 800 + 0.70 * 0.30 / 800)
     assert gap.value == pytest.approx(0.05) and gap.stderr == pytest.approx(expected) and gap.clear
     assert not share_difference(0.752, 0.735, 800).clear          # 1.7 points on 800 questions is noise
-    assert f"{gap}".startswith("+5.0 points (95% interval")
+    assert f"{gap}".startswith("+5.0 points (95% interval") and gap.flat.startswith("+5.0 points, 95% interval ")
     with pytest.raises(ValueError, match="n >= 1"):
         share_difference(0.5, 0.5, 0)
     with pytest.raises(ValueError, match="between 0 and 1"):

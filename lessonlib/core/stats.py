@@ -97,6 +97,12 @@ class Difference:
     def __str__(self) -> str:
         return format(self)
 
+    @property
+    def flat(self) -> str:
+        """The same without parentheses, to sit inside a sentence's own: "-2.0 points, 95% interval -3.4 to -0.6"."""
+        low, high = self.interval
+        return f"{100 * self.value:+.1f} points, 95% interval {100 * low:+.1f} to {100 * high:+.1f}"
+
 
 def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> Difference:
     """Share of ``a`` minus share of ``b`` on the same questions, in the same order. Its standard error is the

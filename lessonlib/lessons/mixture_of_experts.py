@@ -189,8 +189,12 @@ def dispatch_summary(t: DispatchTiming) -> str:
     yours = _compared(ms["yours"] / ms["lessonlib"])
     every = ms["every expert on every token"] / ms["yours"]
     if every >= 1.25:
-        verdict = (f"Running every expert took **{every:.1f}x** as long as your dispatch: skipping the experts a token "
-                   "did not choose saves the time its FLOPs say it should save, or part of it.")
+        predicted = t.expert_flops["every expert on every token"] / t.expert_flops["yours"]
+        verdict = (f"Running every expert took **{every:.1f}x** as long as your dispatch, "
+                   + (f"about the {predicted:g}x its FLOPs predict: at this size the arithmetic sets the time."
+                      if every >= 0.8 * predicted else
+                      f"less than the {predicted:g}x its FLOPs predict: skipping the experts a token did not choose "
+                      "saves time, and finding, gathering and scattering each expert's rows costs some of it back."))
     elif every <= 0.8:
         verdict = (f"On this run, running every expert was **{1 / every:.1f}x faster** than your dispatch, although it "
                    "does more arithmetic: at this size, gathering each expert's tokens and many small products cost "
@@ -369,7 +373,7 @@ def payoff_summary(rows: Sequence[PayoffRow], moe: str, same_active: str, same_t
         else:
             word = f"a {'lower' if dl < 0 else 'higher'} validation loss ({x.val_loss:.3f} against {y.val_loss:.3f})"
         gap = share_difference(x.exact_match, y.exact_match, n_questions)
-        return (f"{word} and {x.exact_match:.1%} exact match against {y.exact_match:.1%} ({gap}: "
+        return (f"{word} and {x.exact_match:.1%} exact match against {y.exact_match:.1%} ({gap.flat}: "
                 + ("a clear difference)" if gap.clear else "within noise)"))
 
     same_compute = (f"At the **same compute per token** as `{same_active}` "

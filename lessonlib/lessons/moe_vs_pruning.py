@@ -319,13 +319,13 @@ def comparison_summary(rows: Sequence[Measured], dense: str, control: str, moe: 
     bullets.append(
         f"**The control**: `{control}`, the dense model trained for {steps} the pruned models were fine-tuned "
         f"for, answers {ctrl.exact_match:.1%} exactly against the dense model's {base.exact_match:.1%} "
-        f"({extra}, on {n_questions:,} questions): "
+        f"({extra.flat}, on {n_questions:,} questions): "
         + ("that much of any pruned model's score is the extra training, not the pruning." if extra.clear
-           else "within noise: the extra steps alone changed no more than chance would on this many questions."))
+           else "within noise, so the extra steps alone changed no more than chance would on this many questions."))
     pruned = [r for r in rows if r.kind in ("unstructured", "2:4", "structured")]
     gaps = {r.name: share_difference(r.exact_match, ctrl.exact_match, n_questions) for r in pruned}
     worse = [r for r in pruned if gaps[r.name].clear and gaps[r.name].value < 0]
-    parts = "; ".join(f"{r.name} {gaps[r.name]}" for r in pruned)
+    parts = "; ".join(f"{r.name} {gaps[r.name].flat}" for r in pruned)
     bullets.append(
         f"**Quality after fine-tuning, against the control** (exact match): {parts}. "
         + (f"{len(worse)} of the {len(pruned)} pruned models lost quality beyond noise (an interval clear of 0), "
