@@ -22,6 +22,7 @@ from lessonlib.lessons.mixture_of_experts import (
     moe_payoff,
     payoff_summary,
     random_experts,
+    routing_summary,
     time_dispatch,
     time_moe_layer,
 )
@@ -322,3 +323,17 @@ def test_rescoring_a_checkpoint_gives_the_numbers_its_report_recorded():
     assert live.exact_match == recorded.exact_match
     rows = moe_payoff({"tiny-gpt-small": model}, batches[:1], repeats=1)         # default: the report's questions
     assert rows[0].exact_match == recorded.exact_match
+
+
+
+def test_routing_summary_says_whether_tokens_of_one_kind_are_routed_alike():
+    names = ["copy", "reverse", "sort", "add", "text"]
+    letters, digits, words = [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.2, 0.6], [0.1, 0.6, 0.2, 0.1]
+    by_kind = torch.tensor([[letters, letters, letters, digits, words]] * 2)
+    text = routing_summary(by_kind, names)
+    assert "sorts tokens by kind" in text and "same busiest expert in 2 of 2 layers" in text
+    skewed = torch.tensor([[letters, digits, words, letters, letters]] * 2)   # same-kind tasks routed apart
+    assert "without sorting tokens by kind" in routing_summary(skewed, names)
+    assert "close to uniform" in routing_summary(torch.full((2, 5, 4), 0.25), names)
+    with pytest.raises(ValueError, match="one row per task name"):
+        routing_summary(by_kind, names[:3])

@@ -58,6 +58,50 @@ def balance_summary(losses: Sequence[float], n_experts: int, k: int) -> str:
             f"of its {k} assignments, so f₀ stops at 1/k while P₀ approaches 1.")
 
 
+# -- what a trained router learned ----------------------------------------------------------------------------------
+
+
+def routing_summary(usage: torch.Tensor, task_names: Sequence[str],
+                    alike: Sequence[str] = ("copy", "reverse", "sort")) -> str:
+    """What a trained router's usage (layers, tasks, experts; each row a task's share of assignments) shows: how
+    far from uniform the busiest expert of a task is, and whether tasks made of the same kind of tokens (``alike``)
+    are routed more like each other than like the other tasks (distance: total variation between two rows, 0 for
+    the same usage, 1 for disjoint experts, averaged over layers and pairs)."""
+    if usage.dim() != 3 or usage.shape[1] != len(task_names):
+        raise ValueError(f"usage must be (layers, tasks, experts) with one row per task name; got shape "
+                         f"{tuple(usage.shape)} for {len(task_names)} task names")
+    index = {name: i for i, name in enumerate(task_names)}
+    group = [index[name] for name in alike if name in index]
+    others = [i for i in range(len(task_names)) if i not in group]
+    if len(group) < 2 or not others:
+        raise ValueError(f"give at least two of {list(task_names)} as alike and leave at least one out")
+    layer, task, expert = (int(v) for v in torch.unravel_index(usage.argmax(), usage.shape))
+    uniform = 1 / usage.shape[2]
+    busiest = float(usage.max(dim=2).values.mean())
+
+    def distance(a: int, b: int) -> float:
+        return float((usage[:, a] - usage[:, b]).abs().sum(dim=-1).mean() / 2)
+
+    within = [distance(a, b) for i, a in enumerate(group) for b in group[i + 1:]]
+    across = [distance(a, b) for a in group for b in others]
+    within_mean, across_mean = sum(within) / len(within), sum(across) / len(across)
+    same_top = sum(len({int(usage[layer_, t].argmax()) for t in group}) == 1 for layer_ in range(usage.shape[0]))
+    names = ", ".join(task_names[i] for i in group)
+    text = (f"In layer {layer}, **{100 * float(usage[layer, task, expert]):.0f}%** of the *{task_names[task]}* "
+            f"task's assignments go to expert {expert} ({100 * uniform:.1f}% if routing were uniform); over all "
+            f"layers and tasks, the busiest expert of a task takes on average {100 * busiest:.0f}% of its "
+            f"assignments. {names} (the same random letters) send their tokens to the same busiest expert in "
+            f"{same_top} of {usage.shape[0]} layers; their routing differs by a distance of {within_mean:.2f} "
+            f"among themselves and {across_mean:.2f} from the other tasks (0: the same experts, 1: disjoint ones).")
+    if busiest <= 2 * uniform:
+        return text + " On this run routing is close to uniform: the router has not learned much to tell apart."
+    if across_mean >= 1.5 * within_mean:
+        return text + (" Tokens of the same kind are routed alike and other kinds elsewhere: the router sorts "
+                       "tokens by kind, which is what an MoE exploits.")
+    return text + (" The routing is skewed, but tasks of the same kind are not clearly routed more alike than the "
+                   "others on this run: this router favours experts without sorting tokens by kind.")
+
+
 # -- the learner's dispatch inside the model ------------------------------------------------------------------------
 
 
