@@ -331,7 +331,8 @@ def test_routing_summary_says_whether_tokens_of_one_kind_are_routed_alike():
     letters, digits, words = [0.6, 0.2, 0.1, 0.1], [0.1, 0.1, 0.2, 0.6], [0.1, 0.6, 0.2, 0.1]
     by_kind = torch.tensor([[letters, letters, letters, digits, words]] * 2)
     text = routing_summary(by_kind, names)
-    assert "sorts tokens by kind" in text and "same busiest expert in 2 of 2 layers" in text
+    assert "sorts tokens by kind" in text and "Copy, reverse and sort (the same random letters) send" in text
+    assert "same busiest expert in 2 of 2 layers" in text
     skewed = torch.tensor([[letters, digits, words, letters, letters]] * 2)   # same-kind tasks routed apart
     assert "without sorting tokens by kind" in routing_summary(skewed, names)
     assert "close to uniform" in routing_summary(torch.full((2, 5, 4), 0.25), names)

@@ -86,7 +86,8 @@ def routing_summary(usage: torch.Tensor, task_names: Sequence[str],
     across = [distance(a, b) for a in group for b in others]
     within_mean, across_mean = sum(within) / len(within), sum(across) / len(across)
     same_top = sum(len({int(usage[layer_, t].argmax()) for t in group}) == 1 for layer_ in range(usage.shape[0]))
-    names = ", ".join(task_names[i] for i in group)
+    listed = [task_names[i] for i in group]
+    names = (", ".join(listed[:-1]) + " and " + listed[-1]).capitalize()
     text = (f"In layer {layer}, **{100 * float(usage[layer, task, expert]):.0f}%** of the *{task_names[task]}* "
             f"task's assignments go to expert {expert} ({100 * uniform:.1f}% if routing were uniform); over all "
             f"layers and tasks, the busiest expert of a task takes on average {100 * busiest:.0f}% of its "
