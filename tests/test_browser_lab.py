@@ -68,7 +68,8 @@ DASHBOARDS = {
     "02_efficient_architectures": ("tokens per conversation", "context",
                                    ("131,072 tokens", "65,536 tokens", "32,768 tokens", "16,384 tokens",
                                     "8,192 tokens")),
-    "03_moe_vs_pruning": BATCH,
+    "03a_mixture_of_experts": BATCH,
+    "03b_pruning_and_the_edge": BATCH,
     "04_cascading": ("tokens per round", "draft length",
                      ("Draft 16 tokens", "Draft 15 tokens", "Draft 14 tokens", "Draft 13 tokens", "Draft 12 tokens")),
 }
@@ -112,7 +113,8 @@ def test_sample_prose_is_computed(lab_page):
     prose = "\n".join(lab_page.locator(".jp-RenderedMarkdown").all_inner_texts())
     expected = {"00_orientation": "All 128 tokens together",        # printed whatever the probe shows
                 "01_inference_costs": "Calibration on this machine",  # printed whether or not the fit is trusted
-                "03_moe_vs_pruning": "Random routing scores",
+                "03a_mixture_of_experts": "Random routing scores",   # printed whatever the sweep shows
+                "03b_pruning_and_the_edge": "Published scores",
                 "04_cascading": "is the cheapest right answer for"}
     if lab_page.assignment in expected:
         assert expected[lab_page.assignment] in prose

@@ -103,7 +103,7 @@ def test_every_dashboard_of_a_lesson_page_is_live_and_answers_its_control(presen
 def test_the_edge_table_stays_readable_on_a_narrow_zoomed_projector_page(presenter):
     """A 960-pixel projector page at 150% zoom lays out 640 CSS pixels: the edge table keeps its cells on one line
     (it scrolls sideways instead of collapsing to one word per line)."""
-    lesson = "03_moe_vs_pruning"
+    lesson = "03b_pruning_and_the_edge"
     index = next(i for i, d in enumerate(PAGES[lesson]) if d.dashboard.startswith("edge_device"))
     presenter.set_viewport_size({"width": 640, "height": 1000})
     presenter.goto(f"{presenter.base_url}/{lesson}.ipynb")

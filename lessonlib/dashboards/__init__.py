@@ -3,7 +3,7 @@ SVG) wrapped in ipywidgets; the callback is what the tests time and what never r
 
 decode_step, cost_model, serving, kv_memory, edge_device    analytic (no PyTorch): answer in a millisecond or two
 cascading                                                     lesson 04's cascade and speculative decoding
-moe_routing, pruning_sparsity                                 lesson 03's tiny models, live
+moe_routing, pruning_sparsity                                 lessons 03a and 03b's tiny models, live
 registry, presenter, shipped                                  presenter mode (`make demo`): one Demo line per page
 """
 from .decode_step import decode_step_dashboard, decode_step_report

@@ -1,4 +1,4 @@
-"""Dashboard (lesson 03): where the shipped tiny-moe sends each token of a typed prompt.
+"""Dashboard (lesson 03a): where the shipped tiny-moe sends each token of a typed prompt.
 
 For every character of the prompt and every layer: the two experts the router picks (the first on its colour,
 both as numbers), and which assignments a capacity limit drops; per layer, each expert's load against its fair

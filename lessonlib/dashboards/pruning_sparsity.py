@@ -1,4 +1,4 @@
-"""Dashboard (lesson 03): prune the shipped tiny-gpt live and watch its answers and its accuracy.
+"""Dashboard (lesson 03b): prune the shipped tiny-gpt live and watch its answers and its accuracy.
 
 A sparsity slider and a kind of pruning: magnitude (the smallest weights of every block matrix, ranked
 together), 2:4 (two of every four consecutive weights along the input dimension; always 50%, so the slider

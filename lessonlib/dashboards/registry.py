@@ -24,7 +24,8 @@ LESSONS = {
     "00_orientation": "Where inference cost comes from",
     "01_inference_costs": "Inference costs: FLOPs, bytes and the roofline",
     "02_efficient_architectures": "Efficient attention: fewer KV heads, windows, latents",
-    "03_moe_vs_pruning": "Mixture of experts versus pruning",
+    "03a_mixture_of_experts": "Mixture of experts: few parameters active, all in memory",
+    "03b_pruning_and_the_edge": "Pruning, and which to deploy on an edge device",
     "04_cascading": "Cascades, early exit and speculative decoding",
 }
 
@@ -66,15 +67,15 @@ DEMOS = [
          "Grouped-query, multi-query, a sliding window or a latent on a real model: the cache of one conversation, "
          "the batch that fits, the time per token.",
          "kv_memory:kv_memory_dashboard", control="context"),
-    Demo("03_moe_vs_pruning", "Where each token goes: mixture-of-experts routing",
+    Demo("03a_mixture_of_experts", "Where each token goes: mixture-of-experts routing",
          "tiny-moe's router picks two of eight experts for every character, layer by layer. Lower the capacity "
          "factor to drop assignments and watch the answer; compare the balance weights.",
          "moe_routing:moe_routing_dashboard", control="capacity factor"),
-    Demo("03_moe_vs_pruning", "Pruning tiny-gpt, live",
+    Demo("03b_pruning_and_the_edge", "Pruning tiny-gpt, live",
          "Remove more and more of tiny-gpt's weights and watch its answers and its accuracy; the diamonds were "
          "fine-tuned after pruning, the slider is not.",
          "pruning_sparsity:pruning_dashboard", control="sparsity"),
-    Demo("03_moe_vs_pruning", "Will it run on the phone?",
+    Demo("03b_pruning_and_the_edge", "Will it run on the phone?",
          "An MoE keeps every expert in memory; pruning shrinks the model for good. Compare them on an edge device's "
          "memory budget.",
          "edge_device:edge_dashboard_shipped", control="sparsity"),

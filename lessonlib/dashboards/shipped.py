@@ -1,7 +1,7 @@
 """Dashboards whose inputs a lesson measures, built instead from the shipped tiny models, for presenter mode (no
 lesson notebook has run on a presenter page). Each function takes no required argument and returns the widget.
 
-Lesson 03's edge dashboard with the shipped checkpoints' quality is :func:`lessonlib.dashboards.edge_device.
+Lesson 03b's edge dashboard with the shipped checkpoints' quality is :func:`lessonlib.dashboards.edge_device.
 edge_dashboard_shipped`; lesson 04's cascade and speculative-decoding panels are :func:`cascading_dashboard_shipped`.
 """
 from __future__ import annotations
