@@ -33,7 +33,7 @@ COURSE_STAMP := $(VENV)/.course-installed
 DEV_STAMP    := $(VENV)/.dev-installed
 ASSIGNMENTS   = $(notdir $(patsubst %/,%,$(dir $(wildcard solutions/*/*.ipynb))))
 
-.PHONY: help lab test lint lock release grade collect autograde feedback export bench bench-grading clean-env \
+.PHONY: help lab demo test lint lock release grade collect autograde feedback export bench bench-grading clean-env \
 	hub hub-setup hub-instructor hub-student hub-root check-python clean-hub-env
 
 help:  ## list the targets
@@ -57,6 +57,12 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: $(COURSE_STAMP)  ## set up (once) and open the course in JupyterLab
 	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" --LabApp.default_url=/lab/tree/notebooks $(ALLOW_ROOT)
+
+# Presenter mode: every lesson's dashboards without code, large type, on 127.0.0.1 (no internet needed). The pages
+# come from lessonlib/dashboards/registry.py; PORT=0 takes any free port.
+PORT ?= 8866
+demo: $(COURSE_STAMP)  ## serve the dashboards for a projector (presenter mode) and print the address to open
+	$(BIN)/python -m lessonlib.dashboards.presenter --port $(PORT)
 
 test: lint  ## set up (once), lint, and run the whole test suite
 	$(BIN)/python -m pytest
@@ -106,7 +112,7 @@ feedback: $(COURSE_STAMP)  ## write per-student feedback pages: make feedback LE
 export: $(COURSE_STAMP)  ## grades to grades/grades.csv, one row per student
 	$(BIN)/coursegrade export $(ARGS)
 
-bench: $(DEV_STAMP)  ## run the benchmarks (decode vs HF generate, MoE layer vs Mixtral's) into benchmarks/RESULTS.md
+bench: $(DEV_STAMP)  ## run the benchmarks (decode vs HF generate, MoE vs Mixtral's, dashboards) into benchmarks/RESULTS.md
 	$(BIN)/python benchmarks/run_all.py
 
 bench-grading: $(DEV_STAMP)  ## measure class grading: seconds per submission per lesson, 1 vs 2 workers

@@ -1,6 +1,7 @@
-"""Run both benchmarks and write one report, benchmarks/RESULTS.md (commit it from a quiet machine): the
-machine, its load and versions, then lessonlib's decode loop vs Hugging Face generate() and lessonlib's MoE
-layer vs transformers' Mixtral block.
+"""Run the benchmarks and write one report, benchmarks/RESULTS.md (commit it from a quiet machine): the machine,
+its load and versions, then lessonlib's decode loop vs Hugging Face generate(), lessonlib's MoE layer vs
+transformers' Mixtral block, and how fast the dashboards answer (callbacks; and in Chromium, key press to changed
+output, when Chromium is installed).
 
     make bench            # or: .venv/bin/python benchmarks/run_all.py
 
@@ -16,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+import bench_dashboards
+import bench_dashboards_browser
 import bench_decode_vs_hf
 import bench_moe_vs_hf
 import torch
@@ -75,6 +78,10 @@ def main() -> int:
     start = time.perf_counter()
     decode = bench_decode_vs_hf.main()
     moe = bench_moe_vs_hf.main()   # checks its outputs against transformers' before timing (raises if they differ)
+    dashboards = bench_dashboards.markdown(bench_dashboards.main())
+    browser = "Chromium not found: not measured (`apt-get install -y chromium`).\n"
+    if bench_dashboards_browser.chromium_path():
+        browser = bench_dashboards_browser.markdown(bench_dashboards_browser.main())
     report = "\n".join([
         header(load_before, time.perf_counter() - start),
         "## Decode: lessonlib vs Hugging Face `generate()`",
@@ -83,6 +90,12 @@ def main() -> int:
         "## MoE layer: lessonlib vs transformers' `MixtralSparseMoeBlock`",
         "",
         bench_moe_vs_hf.markdown(moe),
+        "## Dashboards: callback time per control move (compute and redraw)",
+        "",
+        dashboards,
+        "## Dashboards in the browser: key press to changed output (presenter mode, Chromium)",
+        "",
+        browser,
     ])
     RESULTS.write_text(report)
     print(f"(report written to {RESULTS.relative_to(RESULTS.parents[1])})")

@@ -48,7 +48,7 @@ UPTRAIN = dict(steps=300, batch_size=16, seq_len=256, lr=1e-3, warmup=30, seed=1
 
 MODELS = {
     "tiny-gpt": dict(config=SHAPE, train=TRAIN),
-    # Lesson 03: tiny-gpt's shape with every MLP a mixture of 8 experts of width 256, top-2 (Mixtral style):
+    # Lesson 03a: tiny-gpt's shape with every MLP a mixture of 8 experts of width 256, top-2 (Mixtral style):
     # the same active MLP parameters per token as tiny-gpt's width-512 MLP, 4x the MLP parameters in memory.
     # Trained like tiny-gpt, plus the Switch load-balancing loss (alpha = 0.01).
     "tiny-moe": dict(config=dict(n_layers=4, n_heads=4, hidden_size=128, max_position_embeddings=256,

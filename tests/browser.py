@@ -10,6 +10,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,9 +49,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def lab_server(root_dir: Path, home: Path):
+def lab_server(root_dir: Path, home: Path, cwd: Path | None = None):
     """Start `jupyter lab` on a free port with its own config, runtime and settings folders; yields the base
-    URL and token. The settings silence the news toast and keep every cell in the DOM."""
+    URL and token. The settings silence the news toast and keep every cell in the DOM. ``cwd``: where the server
+    runs (nbgrader's formgrader and validate read nbgrader_config.py from there); default: ``root_dir``."""
     settings = home / "lab-user-settings"
     for plugin, values in {
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
@@ -70,7 +72,7 @@ def lab_server(root_dir: Path, home: Path):
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
          "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", "--ServerApp.ip=127.0.0.1",
          f"--ServerApp.root_dir={root_dir}", "--LabApp.expose_app_in_browser=True"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd or root_dir)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -106,9 +108,11 @@ def chromium_page(executable: str):
             browser.close()
 
 
-def open_notebook_and_run_all(page, base: str, token: str, relative_path: str, timeout_s: float = 120) -> None:
+def open_notebook_and_run_all(page, base: str, token: str, relative_path: str, timeout_s: float = 600) -> None:
     """Open a notebook in JupyterLab, wait for its kernel to be idle, run every cell and wait until the
-    kernel is idle again with every code cell executed."""
+    kernel is idle again with every code cell executed. The timeout is generous: a lesson runs in about a minute
+    on a quiet 2-core machine, several on a busy one (how long each takes is tests/test_solutions_execute.py's
+    business, not this test's)."""
     page.goto(f"{base}/lab/tree/{relative_path}?token={token}&reset", timeout=timeout_s * 1000)
     page.wait_for_function(
         """() => {
@@ -124,3 +128,52 @@ def open_notebook_and_run_all(page, base: str, token: str, relative_path: str, t
             return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent))
                 && s && s.textContent.includes('Idle');
         }""", timeout=timeout_s * 1000, polling=250)
+
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "reports" / "screenshots"
+
+
+@contextlib.contextmanager
+def presenter_server(folder: Path, timeout_s: float = 180):
+    """`python -m lessonlib.dashboards.presenter` (what `make demo` runs) on a free port, its pages written to
+    ``folder``; yields the index URL it prints."""
+    import re
+
+    env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+               JUPYTER_CONFIG_DIR=str(folder / "config"), JUPYTER_RUNTIME_DIR=str(folder / "runtime"),
+               IPYTHONDIR=str(folder / "ipython"))
+    folder.mkdir(parents=True, exist_ok=True)
+    log = open(folder.parent / f"{folder.name}-presenter.log", "w+")
+    server = subprocess.Popen([sys.executable, "-m", "lessonlib.dashboards.presenter", "--port", "0", "--folder",
+                               str(folder)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + timeout_s
+        while True:
+            log.seek(0)
+            found = re.search(r"open (http://127\.0\.0\.1:\d+/\S+)", log.read())
+            if found:
+                yield found.group(1)
+                break
+            if server.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                raise RuntimeError("presenter mode did not start:\n" + log.read()[-3000:])
+            time.sleep(0.3)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+def screenshot_scrolled(page, scroller: str, path: Path, width: int = 1280) -> Path:
+    """A screenshot of a page whose content scrolls inside ``scroller`` (Voila: #rendered_cells; Lab: the notebook
+    panel): make the window as tall as the content, then shoot the whole window."""
+    height = page.evaluate(f"() => {{ const s = document.querySelector({json.dumps(scroller)}); "
+                           "return s ? s.scrollHeight + s.getBoundingClientRect().top + 20 : 1000; }")
+    page.set_viewport_size({"width": width, "height": int(min(max(height, 600), 16000))})
+    page.wait_for_timeout(300)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path))
+    return path

@@ -148,7 +148,7 @@ def test_positions_read_shows_what_a_ring_returns_and_in_which_order():
     assert positions_read(ring_write, storage_order, 4, 11) == [8, 9, 10, 7]
 
 
-def test_lesson_02_multiple_choice_options_do_not_give_the_answer_away_by_length():
+@pytest.mark.parametrize("lesson", ["02_efficient_architectures", "03b_pruning_and_the_edge"])
+def test_multiple_choice_options_do_not_give_the_answer_away_by_length(lesson):
     """Balanced options: the longest at most 1.2x the shortest (the same rule as lesson 00's)."""
-    lesson = "02_efficient_architectures"
     assert_options_balanced(Path(__file__).resolve().parents[1] / "solutions" / lesson / f"{lesson}.ipynb")

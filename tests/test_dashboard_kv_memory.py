@@ -67,23 +67,25 @@ def test_report_for_every_modification_and_model(kind):
         if spec.latent_attention:
             continue
         choices = value_choices(spec, kind) or [None]
-        html, png = kv_memory_report(model, kind, choices[-1], "a100-80gb", "bf16", 8192)
-        assert "largest batch" in html and png[:4] == b"\x89PNG", (model, kind)
+        html, svg = kv_memory_report(model, kind, choices[-1], "a100-80gb", "bf16", 8192)
+        assert "largest batch" in html and "<svg" in svg and "<polyline" in svg, (model, kind)
 
 
 def test_bad_settings_give_a_message_not_a_traceback():
-    html, png = kv_memory_report("llama-2-7b", "grouped-query", 5)
-    assert "Cannot evaluate" in html and "divide" in html and png is None
-    html, png = kv_memory_report("no-such-model", "latent", 512)
-    assert "Cannot evaluate" in html and png is None
+    html, svg = kv_memory_report("llama-2-7b", "grouped-query", 5)
+    assert "Cannot evaluate" in html and "divide" in html and svg is None
+    html, svg = kv_memory_report("no-such-model", "latent", 512)
+    assert "Cannot evaluate" in html and svg is None
+    html, _ = kv_memory_report("llama-2-7b", "as built", None, "jetson-orin-nano", "int4", 131072)
+    assert "not even one sequence fits" in html and "weights alone" not in html
     html, _ = kv_memory_report("llama-2-70b", "as built", None, "raspberry-pi-5", "bf16", 131072)
     assert "do not fit" in html
 
 
 def test_the_widget_builds_and_answers():
     box = kv_memory_dashboard()
-    report = box.children[-1].children[0]
+    report, chart = box.children[-1].children
     assert "Llama-2-7B" in report.value
     kind = box.children[1]
     kind.value = "latent"
-    assert "latent" in report.value
+    assert "latent" in report.value and "<svg" in chart.value

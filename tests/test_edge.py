@@ -54,9 +54,26 @@ def test_a_structured_cut_keeps_at_least_one_head_group():
     assert nearly_all.n_kv_heads == 1 and nearly_all.n_heads == 4
 
 
-def test_unstructured_zeros_shrink_memory_and_bytes_read_but_not_flops():
+def test_by_default_unstructured_and_2_4_zeros_cost_what_the_dense_model_costs():
+    """The default kernel is the one lesson 03b measures on a CPU: zeros stored and multiplied as dense values."""
+    dense = Candidate("m", MISTRAL)
+    for pruned in (prune(MISTRAL, "unstructured", 0.75), prune(MISTRAL, "2:4", 0.5)):
+        assert not pruned.sparse_kernel
+        assert pruned.weight_bytes("int8") == dense.weight_bytes("int8")
+        assert pruned.weight_bytes_read(1, "int8") == dense.weight_bytes_read(1, "int8")
+        assert pruned.n_params() == dense.n_params() and pruned.n_active_params() == dense.n_active_params()
+        assert assess(pruned, PHONE, "int8").seconds_per_step == assess(dense, PHONE, "int8").seconds_per_step
+
+
+def test_a_sparse_kernel_is_a_setting_of_unstructured_and_2_4_pruning_only():
+    with pytest.raises(ValueError, match="sparse_kernel"):
+        Candidate("x", MISTRAL, "dense", sparse_kernel=True)
+    assert prune(MISTRAL, "structured", 0.5, sparse_kernel=True).sparse_kernel is False   # already smaller
+
+
+def test_unstructured_zeros_shrink_memory_and_bytes_read_but_not_flops_with_a_sparse_kernel():
     s = 0.75
-    pruned = prune(MISTRAL, "unstructured", s)
+    pruned = prune(MISTRAL, "unstructured", s, sparse_kernel=True)
     prunable = prunable_params(MISTRAL)
     dense_rest = MISTRAL.n_params() - prunable
     # bf16: each kept value 2 bytes, plus one bit of bitmask per original position.
@@ -68,11 +85,12 @@ def test_unstructured_zeros_shrink_memory_and_bytes_read_but_not_flops():
 
 def test_a_sparse_format_costs_more_than_dense_at_low_sparsity():
     # At 5% zeros, the bitmask (1/8 byte per position) outweighs the saved values in int8 (1 byte each).
-    assert prune(MISTRAL, "unstructured", 0.05).weight_bytes("int8") > Candidate("m", MISTRAL).weight_bytes("int8")
+    assert prune(MISTRAL, "unstructured", 0.05, sparse_kernel=True).weight_bytes("int8") > \
+        Candidate("m", MISTRAL).weight_bytes("int8")
 
 
 def test_two_four_stores_half_the_values_and_a_two_bit_index_each():
-    pruned = prune(MISTRAL, "2:4", 0.5)
+    pruned = prune(MISTRAL, "2:4", 0.5, sparse_kernel=True)
     prunable = prunable_params(MISTRAL)
     assert pruned.weight_bytes("bf16") == pytest.approx((MISTRAL.n_params() - prunable) * 2 + prunable * 1.125)
     with pytest.raises(ValueError, match="half"):
@@ -91,6 +109,17 @@ def test_assess_compares_weights_and_kv_cache_with_the_budget():
     assert moe.step.bound == "memory"
     assert moe.seconds_per_step == pytest.approx(moe.step.t_memory)
     assert moe.seconds_per_step > dense.seconds_per_step
+
+
+def test_int4_stores_about_half_the_weight_bytes_of_int8_and_computes_at_the_bf16_rate():
+    moe = Candidate("Mixtral", MIXTRAL)
+    int4, int8, bf16 = (assess(moe, PHONE, p) for p in ("int4", "int8", "bf16"))
+    # 4-bit weights in groups of 128 sharing a 16-bit scale and zero: (0.5 + 4/128) bytes against int8's 1.
+    assert int4.memory["weights"] == pytest.approx(int8.memory["weights"] * (0.5 + 4 / 128))
+    assert int4.memory["KV cache"] == int8.memory["KV cache"]            # the cache stays 16-bit
+    assert int4.step.t_compute == pytest.approx(bf16.step.t_compute)   # unpacked to 16 bits to multiply (W4A16)
+    # Mixtral-8x7B needs about 25 GB at int4: not on the 8 GB phone.
+    assert not int4.fits
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -148,6 +177,26 @@ def test_dashboard_callback_never_raises_and_is_fast():
     assert "Cannot assess" in edge_report(memory_fraction=0) and "Cannot assess" in edge_report(kind="magic")
 
 
+def test_real_models_quality_is_their_published_score_or_blank():
+    from lessonlib.costs.published import published_score
+
+    assert published_score("mixtral-8x7b").value > published_score("mistral-7b").value      # 70.6 vs 62.5
+    assert "2401.04088" in published_score("mistral-7b").source
+    assert published_score("qwen3-8b") is None
+    page = edge_report(kind="structured", tiny_dense=TINY, quality=QualityCurve("exact match", 0.8, 0.7))
+    rows = [r for r in page.split("<tr>") if r.startswith("<td")]
+    assert "70.6% MMLU (published)" in rows[0] and "62.5% MMLU (published)" in rows[1]
+    assert "published" not in rows[2] and "proxy" not in page                  # the pruned Mistral: blank
+    assert "reference" in rows[3] or "reference" in rows[4]                    # tiny models keep their measurement
+
+
+def test_the_dashboard_says_which_kernel_it_assumes():
+    off = edge_report(kind="unstructured", sparsity=0.5)
+    on = edge_report(kind="unstructured", sparsity=0.5, sparse_kernel=True)
+    assert "Sparse kernel OFF" in off and "Sparse kernel ON" in on
+    assert "sparse tensor cores" in on
+
+
 def test_dashboard_widget_updates_its_report_when_a_slider_moves():
     widget = edge_dashboard(tiny_dense=TINY)
     report = widget.children[-1]
@@ -155,3 +204,11 @@ def test_dashboard_widget_updates_its_report_when_a_slider_moves():
     before = report.value
     sparsity.value = 0.8
     assert report.value != before and "80%" in report.value
+
+
+def test_pruned_kinds_are_judged_against_the_control_when_one_is_given():
+    curve = QualityCurve("exact match", dense=0.70, moe=0.63, control=0.80, pruned={"structured": [(0.5, 0.72)]})
+    assert curve.change("structured", 0.5) == pytest.approx(0.72 / 0.80 - 1)     # against the control
+    assert curve.change("structured", 0.25) == pytest.approx((0.80 + 0.72) / 2 / 0.80 - 1)
+    assert curve.change("moe") == pytest.approx(0.63 / 0.70 - 1)                  # the MoE had no extra steps
+    assert "trained for their extra fine-tuning steps" in edge_report(tiny_dense=TINY, quality=curve)

@@ -36,11 +36,15 @@ def test_tests_answers_and_setup_always_run_and_some_demonstrations_are_skipped(
     assert planned.skipped, f"{assignment}: nothing skipped"
 
 
-def test_the_heavy_demonstrations_of_lesson_03_are_skipped():
-    source, lesson_sources = lesson("03_moe_vs_pruning")
+@pytest.mark.parametrize("assignment, names", [
+    ("03a_mixture_of_experts", ("usage", "layer_timing")),                  # routing statistics, a timing run
+    ("03b_pruning_and_the_edge", ("sweep", "results", "contenders")),      # the pruning sweep, scored models
+])
+def test_the_heavy_demonstrations_of_lesson_03_are_skipped(assignment, names):
+    source, lesson_sources = lesson(assignment)
     planned = plan.plan(source.cells, lesson_sources)
     skipped = {c.index for c in planned.skipped}
-    for name in ("dense", "usage", "layer_timing", "sweep", "results"):   # trained models, sweeps, timings
+    for name in names:
         assert set(binders(source.cells, name)) <= skipped, name
 
 
@@ -50,23 +54,24 @@ def last_test(cells):
 
 
 def test_a_student_cell_that_uses_a_demonstration_keeps_it():
-    source, lesson_sources = lesson("03_moe_vs_pruning")
+    source, lesson_sources = lesson("03b_pruning_and_the_edge")
     cells = copy.deepcopy(source.cells)
-    cells.insert(last_test(cells), nbformat.v4.new_code_cell("print(dense.n_params())"))
+    cells.insert(last_test(cells), nbformat.v4.new_code_cell("print(results)"))
     planned = plan.plan(cells, lesson_sources)
     assert not planned.cells[last_test(cells) - 1].skip, "the student's cell always runs"
-    for index in binders(cells, "dense"):
-        assert not planned.cells[index].skip, "the cell that loads `dense` must run for the student's cell"
+    assert binders(cells, "results")
+    for index in binders(cells, "results"):
+        assert not planned.cells[index].skip, "the cell that scores `results` must run for the student's cell"
 
 
 def test_nothing_after_the_last_test_runs():
-    source, lesson_sources = lesson("03_moe_vs_pruning")
+    source, lesson_sources = lesson("03b_pruning_and_the_edge")
     cells = copy.deepcopy(source.cells)
-    cells.append(nbformat.v4.new_code_cell("print(dense.n_params())\nwhile True:\n    pass"))
+    cells.append(nbformat.v4.new_code_cell("print(results)\nwhile True:\n    pass"))
     planned = plan.plan(cells, lesson_sources)
     after = [c for c in planned.cells if c.index > last_test(cells) and c.facts is not None]
     assert after and all(c.skip for c in after)
-    assert all(planned.cells[i].skip for i in binders(cells, "dense"))
+    assert binders(cells, "results") and all(planned.cells[i].skip for i in binders(cells, "results"))
     everything = plan.plan(cells, lesson_sources, skip_demonstrations=False)
     assert not everything.skipped, "--run-everything runs every cell"
 

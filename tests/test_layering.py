@@ -126,6 +126,8 @@ for package in (lessonlib.core, lessonlib.costs):
     for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
         importlib.import_module(info.name)
 import lessonlib.dashboards.cost_model, lessonlib.dashboards.decode_step, lessonlib.dashboards.edge_device
+import lessonlib.dashboards.serving, lessonlib.dashboards.kv_memory, lessonlib.dashboards.presenter
+import lessonlib.dashboards.registry, lessonlib.display.svgchart
 print("ok")
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -85,6 +85,50 @@ def test_the_reference_edge_cases_are_the_ones_the_instructions_state():
     assert references.flops_saved_by_kv_cache(3e9, 0) == 0
 
 
+def test_lesson_03_reference_counts_agree_with_the_cost_model():
+    config = json.loads((resources.files("lessonlib") / "data" / "models" / "mixtral-8x7b.json").read_text())
+    spec = model_preset("mixtral-8x7b")
+    assert references.moe_params(config) == (spec.n_params(), spec.n_active_params())
+    total = spec.n_params()
+    assert references.fits(config, total * 2, 2) is True and references.fits(config, total * 2 - 1, 2) is False
+    # A dense model as one "expert" (Exercise 03b-4's Y): the count includes a router of d weights per layer
+    # that a dense model does not have, as the instructions say: 0.002% of Mistral-7B.
+    dense = json.loads((resources.files("lessonlib") / "data" / "models" / "mistral-7b.json").read_text())
+    dense |= {"num_local_experts": 1, "num_experts_per_tok": 1}
+    extra = references.moe_params(dense)[0] - model_preset("mistral-7b").n_params()
+    assert extra == dense["num_hidden_layers"] * dense["hidden_size"]
+
+
+def test_lesson_03_reference_plans_flip_with_the_budget():
+    """Precision, memory left and offloading each flip the deployment decision of Exercise 03b-4a."""
+    x = {"vocab_size": 32000, "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
+         "num_attention_heads": 16, "num_key_value_heads": 4, "num_local_experts": 8, "num_experts_per_tok": 2}
+    y = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+         "num_attention_heads": 32, "num_key_value_heads": 8, "num_local_experts": 1, "num_experts_per_tok": 1}
+    phone = dict(bandwidth=76.8e9, flash_bandwidth=4.2e9)
+
+    def choice(bytes_per_param, budget, flash):
+        return references.plan(dict(phone, bytes_per_param=bytes_per_param, budget_bytes=budget,
+                                    experts_in_flash=flash), x, y, 0.45)[4]
+
+    assert [choice(1, 4.8e9, False), choice(0.5, 4.8e9, False), choice(0.5, 2.4e9, False), choice(1, 2.4e9, True),
+            choice(0.5, 2.4e9, True), choice(2, 2e9, False)] == ["Y", "X", "Y", "X", "Y", None]
+
+
+def test_a_tensor_result_is_compared_element_by_element(notes):
+    import torch
+
+    mine = lambda logits, k: references.top_k_routing(logits, k)  # noqa: E731
+    logits = torch.randn(4, 6, generator=torch.Generator().manual_seed(0))
+    assert answers.yours_or_reference("f", {"f": mine}, references.top_k_routing, "Exercise 1a",
+                                      example=(logits, 2)) is mine
+    assert notes[-1].startswith("✔")
+    off = lambda logits, k: (references.top_k_routing(logits, k)[0] * 2, references.top_k_routing(logits, k)[1])  # noqa: E731
+    assert answers.yours_or_reference("f", {"f": off}, references.top_k_routing, "Exercise 1a",
+                                      example=(logits, 2)) is off
+    assert "does not agree" in notes[-1]
+
+
 def test_first_true_finds_the_threshold_by_bisection():
     calls = []
 

@@ -103,6 +103,44 @@ def test_load_balancing_loss_is_at_most_n_over_k_and_reaches_it_when_routing_col
         assert moe.load_balancing_loss(r.probs, r.experts, n_experts).item() <= n_experts / k + 1e-6
 
 
+@pytest.mark.parametrize("n_experts, k", [(8, 2), (8, 1), (4, 3), (16, 4)])
+def test_the_mixtral_normalization_scores_k_at_balance_and_at_most_n(n_experts, k):
+    """Hugging Face's Mixtral loss counts each of the k slots over T tokens: k times the Switch normalization, so k
+    when routing is uniform and N when it collapses."""
+    # token t picks experts t, t+1, ..., t+k-1 (mod N): every expert is chosen exactly k times
+    balanced_experts = (torch.arange(n_experts)[:, None] + torch.arange(k)) % n_experts
+    uniform = torch.full((n_experts, n_experts), 1 / n_experts)
+    assert moe.load_balancing_loss(uniform, balanced_experts, n_experts).item() == pytest.approx(1.0)
+    assert moe.load_balancing_loss(uniform, balanced_experts, n_experts, "mixtral").item() == pytest.approx(k)
+    bias = torch.zeros(n_experts)
+    bias[:k] = 30.0
+    collapsed = moe.route(torch.randn(300, n_experts, generator=torch.Generator().manual_seed(4)) + bias, k)
+    top = moe.load_balancing_loss(collapsed.probs, collapsed.experts, n_experts, "mixtral").item()
+    assert top == pytest.approx(n_experts, rel=1e-6)
+    for seed in range(10):
+        r = moe.route(torch.randn(100, n_experts, generator=torch.Generator().manual_seed(seed)) * seed, k)
+        switch = moe.load_balancing_loss(r.probs, r.experts, n_experts)
+        mixtral = moe.load_balancing_loss(r.probs, r.experts, n_experts, "mixtral")
+        assert mixtral.item() == pytest.approx(k * switch.item(), rel=1e-6) and mixtral.item() <= n_experts + 1e-6
+
+
+@pytest.mark.parametrize("n_experts, k", [(8, 2), (4, 1), (6, 3)])
+def test_the_mixtral_normalization_equals_transformers_load_balancing_loss(n_experts, k):
+    pytest.importorskip("transformers")
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+
+    logits = torch.randn(64, n_experts, generator=torch.Generator().manual_seed(n_experts + k)) * 2
+    r = moe.route(logits, k)
+    ours = moe.load_balancing_loss(r.probs, r.experts, n_experts, "mixtral")
+    theirs = load_balancing_loss_func((logits,), n_experts, k)
+    torch.testing.assert_close(ours, theirs.to(ours.dtype), atol=1e-6, rtol=1e-5)
+
+
+def test_an_unknown_normalization_is_refused_clearly():
+    with pytest.raises(ValueError, match="switch, mixtral"):
+        moe.load_balancing_loss(torch.full((2, 2), 0.5), torch.zeros(2, 1, dtype=torch.long), 2, "gshard")
+
+
 def test_the_balancing_loss_sends_gradient_to_the_router():
     moe_layer = layer()
     _, stats = moe_layer(torch.randn(10, 16))

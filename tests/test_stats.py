@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from lessonlib.core.stats import Share, paired_difference
+from lessonlib.core.stats import Share, paired_difference, share_difference
 
 
 def test_a_share_knows_its_standard_error_and_prints_a_95_percent_interval():
@@ -43,3 +43,15 @@ def test_identical_answers_differ_by_nothing_and_small_gaps_are_noise():
     assert noisy.value == 0 and not noisy.clear
     with pytest.raises(ValueError, match="same questions"):
         paired_difference([True], [True, False])
+
+
+def test_a_difference_of_two_shares_alone_adds_their_variances_and_refuses_bad_input():
+    gap = share_difference(0.75, 0.70, 800)
+    expected = math.sqrt(0.75 * 0.25 / 800 + 0.70 * 0.30 / 800)
+    assert gap.value == pytest.approx(0.05) and gap.stderr == pytest.approx(expected) and gap.clear
+    assert not share_difference(0.752, 0.735, 800).clear          # 1.7 points on 800 questions is noise
+    assert f"{gap}".startswith("+5.0 points (95% interval") and gap.flat.startswith("+5.0 points, 95% interval ")
+    with pytest.raises(ValueError, match="n >= 1"):
+        share_difference(0.5, 0.5, 0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        share_difference(75, 70, 800)

@@ -97,6 +97,12 @@ class Difference:
     def __str__(self) -> str:
         return format(self)
 
+    @property
+    def flat(self) -> str:
+        """The same without parentheses, to sit inside a sentence's own: "-2.0 points, 95% interval -3.4 to -0.6"."""
+        low, high = self.interval
+        return f"{100 * self.value:+.1f} points, 95% interval {100 * low:+.1f} to {100 * high:+.1f}"
+
 
 def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> Difference:
     """Share of ``a`` minus share of ``b`` on the same questions, in the same order. Its standard error is the
@@ -112,3 +118,16 @@ def paired_difference(a: Sequence[bool], b: Sequence[bool]) -> Difference:
     # Sample variance of the per-question differences d (d**2 is 1 exactly where the two disagree).
     variance = ((a_only + b_only) - n * mean**2) / (n - 1) if n > 1 else 0.0
     return Difference(mean, math.sqrt(max(variance, 0.0) / n), n, a_only, b_only)
+
+
+def share_difference(a: float, b: float, n: int) -> Difference:
+    """Share ``a`` minus share ``b``, each measured on ``n`` questions, when only the two shares are known (not
+    which questions each model got right): the standard error treats them as independent, sqrt(se_a² + se_b²).
+    On the same questions that overstates the noise (a paired comparison, :func:`paired_difference`, is
+    tighter), so a difference this calls clear is clear."""
+    if n < 1:
+        raise ValueError(f"share_difference needs the number of questions behind each share (n >= 1), got {n}")
+    if not (0 <= a <= 1 and 0 <= b <= 1):
+        raise ValueError(f"shares must be between 0 and 1, got {a} and {b}")
+    stderr = math.hypot(Share(round(a * n), n).stderr, Share(round(b * n), n).stderr)
+    return Difference(a - b, stderr, n)

@@ -16,9 +16,14 @@ def human_bytes(n: float) -> str:
 
 
 def human_duration(seconds: float) -> str:
-    """0.00042 -> '420.0 µs', 0.25 -> '250.00 ms', 3.2 -> '3.20 s', 1897 -> '31.6 min', 90000 -> '25.0 h'."""
+    """0.00042 -> '420.0 µs', 0.25 -> '250.00 ms', 3.2 -> '3.20 s', 1897 -> '31.6 min', 90000 -> '25.0 h',
+    2e7 -> '231 days', 1e9 -> '31.7 years'."""
     if not math.isfinite(seconds):
         return str(seconds)
+    if seconds >= 2 * 365.25 * 86400:
+        return f"{seconds / (365.25 * 86400):,.1f} years"
+    if seconds >= 3 * 86400:
+        return f"{seconds / 86400:,.0f} days"
     if seconds >= 2 * 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 120:

@@ -1,21 +1,27 @@
 """Will it run on the device? Memory, decode speed and expected quality of candidate models on an edge device.
 
-Lesson 03's simulator compares the two ways of making a model cheaper that the lesson is about:
+The simulator of lessons 03a and 03b compares the two ways of making a model cheaper that the lesson is about:
 
 * **mixture of experts** (a :class:`~lessonlib.costs.ModelSpec` with ``n_experts > 1``): each token runs only
   ``experts_per_token`` experts, so FLOPs and, at batch 1, bytes read per token shrink; but every expert must
   stay in memory, because the next token may pick any of them.
 * **pruning** a dense model at a sparsity ``s`` (the fraction of the blocks' weight matrices removed):
 
-  - ``"unstructured"``: the smallest weights anywhere become zeros. Stored in a sparse format (the kept values
-    plus a bitmask of one bit per position) the weights need ``(1 - s) * b + 1/8`` bytes per parameter instead
-    of ``b``, and a kernel that streams that format reads that much less. The arithmetic stays dense (CPUs and
-    GPUs multiply dense tiles), so FLOPs do not shrink.
-  - ``"2:4"``: two of every four consecutive weights are zero (s = 0.5 always). Stored as the kept half plus a
-    2-bit index per kept value: ``b / 2 + 1/8`` bytes per parameter. GPUs with sparse tensor cores (NVIDIA
-    Ampere and later) also run the products at up to twice the rate; this simulator does not count that.
+  - ``"unstructured"``: the smallest weights anywhere become zeros; ``"2:4"``: two of every four consecutive
+    weights are zero (s = 0.5 always). What the zeros save depends on the **kernel**, a setting of every
+    pruned candidate (``sparse_kernel``):
+
+    - ``False``, the default, is what lesson 03b measures on a CPU with PyTorch's dense kernels: the zeros are
+      stored and multiplied like any other value, so memory, bytes read and FLOPs are the dense model's.
+    - ``True`` assumes a format and a kernel that skip them: the kept values plus a bitmask of one bit per
+      position (unstructured: ``(1 - s) * b + 1/8`` bytes per parameter) or a 2-bit index per kept value
+      (2:4: ``b / 2 + 1/8``), streamed at that size. Hardware that does this: NVIDIA's sparse tensor cores
+      (Ampere and later, the Jetson Orin's GPU included) for 2:4, through cuSPARSELt or TensorRT; for
+      unstructured sparsity, sparse kernels for memory-bound matrix-vector products on CPUs and GPUs, which
+      win at moderate to high sparsity (lesson 03b measures PyTorch's CSR kernel losing at 50%). FLOPs are
+      still counted dense (sparse tensor cores would halve 2:4's; this simulator does not count that).
   - ``"structured"``: whole MLP channels and key/value head groups are removed, leaving a smaller dense model
-    that saves memory, bytes read and FLOPs alike.
+    that saves memory, bytes read and FLOPs alike, with any kernel.
 
 Embeddings, norms and biases are never pruned (the same convention as :mod:`lessonlib.models.pruning`).
 Decode time is the roofline of :mod:`lessonlib.costs.roofline`: the slower of bytes moved / bandwidth and FLOPs /
@@ -25,7 +31,7 @@ peak FLOP/s, for one decode step of ``batch_size`` sequences.
     moe = Candidate("Mixtral-8x7B", model_preset("mixtral-8x7b"))
     pruned = prune(model_preset("mistral-7b"), "structured", 0.5)
     for c in (moe, pruned):
-        print(assess(c, phone, "int8", memory_fraction=0.6))
+        print(assess(c, phone, "int4", memory_fraction=0.6))
 """
 from __future__ import annotations
 
@@ -69,6 +75,7 @@ class Candidate:
     spec: ModelSpec
     kind: str = ""              # "" : "moe" if the spec has experts, else "dense"
     sparsity: float = 0.0       # fraction of the prunable weights removed (structured: of the original model's)
+    sparse_kernel: bool = False  # unstructured and 2:4 only: zeros stored compressed and skipped when read
 
     def __post_init__(self):
         if not self.kind:
@@ -80,27 +87,32 @@ class Candidate:
             raise ValueError("2:4 pruning removes exactly half of the weights: use sparsity=0.5")
         if self.kind in ("dense", "moe") and self.sparsity:
             raise ValueError(f"a {self.kind} candidate has no sparsity; use prune() for a pruned one")
+        if self.sparse_kernel and self.kind not in ("unstructured", "2:4"):
+            raise ValueError("sparse_kernel applies to unstructured and 2:4 pruning only: a structured candidate is "
+                             "already a smaller dense model")
 
     @property
     def zeros_fraction(self) -> float:
-        """Fraction of the spec's prunable weights that are zeros in a sparse format. A structured candidate's
-        spec is already the smaller model, with no zeros left."""
-        return self.sparsity if self.kind in ("unstructured", "2:4") else 0.0
+        """Fraction of the spec's prunable weights that are left out of memory and reads: the sparsity of an
+        unstructured or 2:4 candidate when a sparse kernel skips its zeros, else 0 (dense kernels store and read
+        the zeros; a structured candidate's spec is already the smaller model)."""
+        return self.sparsity if self.sparse_kernel else 0.0
 
     def _bytes_per_pruned_param(self, bytes_per_param: float) -> float:
         """Stored bytes per prunable parameter of the original matrices."""
+        if not self.sparse_kernel:
+            return bytes_per_param
         if self.kind == "unstructured":
             return (1 - self.zeros_fraction) * bytes_per_param + BITMASK_BYTES
-        if self.kind == "2:4":
-            return 0.5 * bytes_per_param + 0.5 * TWO_FOUR_INDEX_BYTES
-        return bytes_per_param
+        return 0.5 * bytes_per_param + 0.5 * TWO_FOUR_INDEX_BYTES           # 2:4
 
     def n_params(self) -> int:
-        """Parameters kept in memory (zeros of a sparse format are not kept)."""
+        """Parameters kept in memory (zeros skipped by a sparse kernel are not kept)."""
         return self.spec.n_params() - round(self.zeros_fraction * prunable_params(self.spec))
 
     def n_active_params(self) -> int:
-        """Parameters one token multiplies by (nonzero ones; MoE: only the chosen experts)."""
+        """Parameters one token multiplies by (MoE: only the chosen experts; zeros only where a sparse kernel
+        skips them)."""
         spec = self.spec
         active_prunable = spec.block_weight_params(spec.experts_per_token)
         return spec.n_active_params() - round(self.zeros_fraction * active_prunable)
@@ -121,18 +133,21 @@ class Candidate:
         return spec.weight_bytes_read(n_tokens, b) - read_prunable * (b - self._bytes_per_pruned_param(b))
 
     def flops_per_token(self, context_len: int) -> float:
-        """Unstructured and 2:4 zeros are still multiplied by dense kernels: no saving counted."""
+        """Unstructured and 2:4 zeros are counted as multiplied (dense kernels; see the module docstring)."""
         return self.spec.flops_per_token(context_len)
 
 
-def prune(spec: ModelSpec, kind: str, sparsity: float, label: str | None = None) -> Candidate:
-    """``spec`` pruned: ``kind`` one of "unstructured", "2:4" (sparsity must be 0.5), "structured"."""
+def prune(spec: ModelSpec, kind: str, sparsity: float, label: str | None = None,
+          sparse_kernel: bool = False) -> Candidate:
+    """``spec`` pruned: ``kind`` one of "unstructured", "2:4" (sparsity must be 0.5), "structured".
+    ``sparse_kernel`` (unstructured and 2:4 only): assume a compressed format and a kernel that skips the
+    zeros; by default they are stored and multiplied as dense values, as measured in lesson 03b."""
     if kind not in PRUNING_KINDS:
         raise ValueError(f"pruning kind must be one of {', '.join(PRUNING_KINDS)}, got {kind!r}")
     label = label or f"{spec.name} pruned {kind} {sparsity:.0%}"
     if kind == "structured":
         return Candidate(label, structured_spec(spec, sparsity), "structured", sparsity)
-    return Candidate(label, spec, kind, sparsity)
+    return Candidate(label, spec, kind, sparsity, sparse_kernel)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ copy) so that lessons can put their predictions next to what this CPU really doe
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,6 +16,7 @@ from importlib import resources
 from typing import Mapping
 
 from ..core.timing import min_time
+from .precision import COMPUTE
 
 THIS_MACHINE = "this-machine"
 
@@ -29,14 +32,37 @@ class HardwareSpec:
     source: str = ""
 
     def flops_for(self, precision: str) -> float:
-        if precision not in self.peak_flops:
+        """Peak FLOP/s of the arithmetic a pass at ``precision`` runs on (int4 weights: the bf16 rate)."""
+        arithmetic = COMPUTE.get(precision, precision)
+        if arithmetic not in self.peak_flops:
             raise KeyError(f"{self.label} has no peak figure for {precision!r}; "
                            f"known: {', '.join(self.peak_flops)}")
-        return self.peak_flops[precision]
+        return self.peak_flops[arithmetic]
 
     def ridge_point(self, precision: str) -> float:
         """Arithmetic intensity (FLOPs per byte moved) above which work is compute-bound on this hardware."""
         return self.flops_for(precision) / self.memory_bandwidth
+
+
+WHAT_IF_LIMITS = (1 / 64, 64.0)   # a what-if factor outside this range is refused with a message
+
+
+def what_if(hw: HardwareSpec, bandwidth: float = 1.0, flops: float = 1.0) -> HardwareSpec:
+    """``hw`` with its memory bandwidth and every peak FLOP/s multiplied by the given factors: "what if we buy
+    a chip with twice the bandwidth?". Factors of 1 return ``hw`` itself; others name the change in the label."""
+    for name, factor in (("bandwidth", bandwidth), ("flops", flops)):
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) \
+                or not WHAT_IF_LIMITS[0] <= factor <= WHAT_IF_LIMITS[1]:
+            raise ValueError(f"the {name} factor must be a number between 1/64 and 64 (1 = as built), "
+                             f"got {factor!r}")
+    if bandwidth == 1 and flops == 1:
+        return hw
+    changes = [f"{factor:g}x {what}" for what, factor in (("bandwidth", bandwidth), ("FLOP/s", flops))
+               if factor != 1]
+    return dataclasses.replace(
+        hw, name=f"{hw.name}*bw{bandwidth:g}*flops{flops:g}", label=f"{hw.label}, what if {' and '.join(changes)}",
+        peak_flops={p: v * flops for p, v in hw.peak_flops.items()}, memory_bandwidth=hw.memory_bandwidth * bandwidth,
+        source=f"{hw.source} (scaled: {', '.join(changes)})")
 
 
 @lru_cache(maxsize=None)
@@ -63,11 +89,12 @@ def this_machine() -> HardwareSpec:
     """Measure this computer once per session: best-of-several matmul FLOP/s and memory-copy bandwidth."""
     import torch
 
-    n = 1024
     flops = {}
-    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    # fp16 on a smaller product: on many CPUs it runs a slow fallback kernel (under 1 GFLOP/s here).
+    for precision, dtype, n in (("fp32", torch.float32, 1024), ("bf16", torch.bfloat16, 1024),
+                                ("fp16", torch.float16, 128)):
         a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-        flops[precision] = 2 * n**3 / min_time(lambda a=a, b=b: a @ b, repeats=5)
+        flops[precision] = 2 * n**3 / min_time(lambda a=a, b=b: a @ b, repeats=5 if n > 128 else 2)
     flops["int8"] = flops["fp32"]  # torch has no general int8 matmul on CPU: quantized work runs at fp32 speed
 
     source = torch.empty(256 * 2**20 // 4, dtype=torch.float32)  # 256 MiB: far larger than CPU caches
@@ -82,4 +109,5 @@ def this_machine() -> HardwareSpec:
     return HardwareSpec(
         name=THIS_MACHINE, label=f"This machine ({torch.get_num_threads()} threads, measured)", kind="measured",
         peak_flops=flops, memory_bandwidth=bandwidth, memory_bytes=float(memory),
-        source="measured now: best of 5 runs of a 1024x1024 matmul (fp32, bf16) and a 256 MiB tensor copy")
+        source="measured now: best of 5 runs of a 1024x1024 matmul (fp32, bf16), of 2 of a 128x128 one (fp16), "
+               "and a 256 MiB tensor copy")

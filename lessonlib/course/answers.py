@@ -28,8 +28,16 @@ def _show(markdown: str) -> None:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal results: numbers within a relative 1e-6, arrays and lists (of numbers) element by element, anything
-    else by ==. Never raises (an array's == is not a truth value)."""
+    """Do two results agree: numbers within 1e-6, booleans as booleans, arrays and tensors element by element
+    (within 1e-5), tuples and lists item by item."""
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if hasattr(a, "shape") or hasattr(b, "shape"):          # NumPy arrays, tensors
+        try:
+            x, y = (np.asarray(v.detach() if hasattr(v, "detach") else v, dtype=float) for v in (a, b))
+            return x.shape == y.shape and bool(np.allclose(x, y, rtol=1e-5, atol=1e-6))
+        except (TypeError, ValueError, RuntimeError):
+            return False
     try:
         if isinstance(b, bool) or isinstance(a, bool):
             return bool(a) == bool(b)
@@ -44,7 +52,7 @@ def _same(a: Any, b: Any) -> bool:
     except (TypeError, ValueError):
         try:
             return bool(a == b)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RuntimeError):
             return False
 
 
@@ -58,11 +66,13 @@ def _is_number(value: Any) -> bool:
 
 
 def yours_or_reference(name: str, namespace: Mapping[str, Any], reference: Callable, exercise: str,
-                       example: tuple = (), quiet: bool = False) -> Callable:
+                       example: tuple = (), quiet: bool = False,
+                       agree: Callable[[Any, Any], bool] | None = None) -> Callable:
     """The learner's function ``name`` from ``namespace`` (a notebook's ``globals()``) when it runs on
     ``example`` and returns a usable result (a finite number where the reference returns a number); otherwise
     ``reference``. Either way a one-line note says which is used, and when the learner's
-    result on ``example`` differs from the reference's, that the numbers that follow are theirs."""
+    result on ``example`` differs from the reference's (``agree(yours, reference)``; by default numbers, arrays
+    and tuples compared value by value), that the numbers that follow are theirs."""
     yours = namespace.get(name)
     problem = ""
     result = None
@@ -86,7 +96,11 @@ def yours_or_reference(name: str, namespace: Mapping[str, Any], reference: Calla
               f"run them again once your answer works.")
         return reference
     if not quiet:
-        if _same(result, expected):
+        try:
+            agrees = bool((agree or _same)(result, expected))
+        except Exception:  # noqa: BLE001 - a result the comparison cannot read does not agree
+            agrees = False
+        if agrees:
             _show(f"✔ Using **your** `{name}` from {exercise}.")
         else:
             _show(f"⚠️ Using **your** `{name}` from {exercise}, which does not agree with the reference on the "

@@ -1,6 +1,6 @@
 """Autograde a whole class in one unattended run, through nbgrader's own gradebook and autograde converter.
 
-    coursegrade autograde 03_moe_vs_pruning [--student alice] [--workers 2] [--force]
+    coursegrade autograde 03a_mixture_of_experts [--student alice] [--workers 2] [--force]
 
 Design
 ------

@@ -3,7 +3,7 @@
 Wall-clock limits are enforced by the grading process (:mod:`.executor`); the others are kernel resource limits
 set inside the sandbox before any student code runs (:mod:`.kernel_boot`). Instructors change them in
 ``nbgrader_config.py`` (``c.ClassGrading.memory_mb = 4096``) or on the command line
-(``coursegrade autograde 03_moe_vs_pruning --memory-mb 4096``).
+(``coursegrade autograde 03b_pruning_and_the_edge --memory-mb 4096``).
 """
 from __future__ import annotations
 

@@ -5,8 +5,6 @@ and the context length."""
 from __future__ import annotations
 
 import html
-import io
-from functools import lru_cache
 
 import numpy as np
 
@@ -18,7 +16,9 @@ from ..costs.precision import kv_bytes, weight_bytes
 from ..costs.presets import model_preset, model_preset_label, model_preset_names
 from ..costs.roofline import decode_step
 from ..costs.spec import ModelSpec
-from .controls import CONTEXT_CHOICES, hardware_controls
+from ..display.palette import BAD, BLUE, LIMIT, ORANGE
+from ..display.svgchart import Axis, Chart
+from .controls import CONTEXT_CHOICES, LABEL_STYLE, dropdown_layout, hardware_controls, outputs_box, problem
 
 CONTEXTS = np.array([2**k for k in range(7, 18)])     # 128 ... 131072 tokens, the plot's x axis
 
@@ -34,52 +34,33 @@ def value_choices(spec: ModelSpec, kind: str) -> list[int]:
     return []
 
 
-class KVPlot:
-    """One figure reused for every update: KV cache of one sequence against the context, before and after. The
-    axes are fixed (log10 of the context against log10 of GiB, with readable tick labels), so a redraw moves
-    data only: re-laying out log-scale ticks on every draw is what makes a naive redraw slow."""
-
-    Y_RANGE = (-4, 4)   # 0.1 MiB ... 10 TiB
-
-    def __init__(self):
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(5.4, 3.4), dpi=80)
-        self.figure.subplots_adjust(left=0.17, right=0.97, bottom=0.16, top=0.88)
-        ax = self.ax = self.figure.add_subplot()
-        ax.set(xlim=(np.log10(CONTEXTS[0]), np.log10(CONTEXTS[-1])), ylim=self.Y_RANGE,
-               xlabel="context (tokens)", ylabel="KV cache, one sequence")
-        ax.set_xticks(np.log10(CONTEXTS[::2]), [f"{c // 1024}k" if c >= 1024 else str(c) for c in CONTEXTS[::2]])
-        ax.set_yticks(range(-4, 5), ["0.1 MiB", "1 MiB", "10 MiB", "0.1 GiB", "1 GiB", "10 GiB", "100 GiB",
-                                      "1 TiB", "10 TiB"])
-        ax.grid(True, alpha=0.3)
-        self.before, = ax.plot([], [], "-", color="#4C72B0", lw=2, label="as built")
-        self.after, = ax.plot([], [], "--", color="#DD8452", lw=2, label="modified")
-        self.room, = ax.plot([], [], "-", color="#b00", lw=1, label="memory left after the weights")
-        ax.legend(loc="upper left", fontsize=8)
-
-    def png(self, before: ModelSpec, after: ModelSpec, room: float, precision: str) -> bytes:
-        b = kv_bytes(precision)
-        x = np.log10(CONTEXTS)
-        for line, spec in ((self.before, before), (self.after, after)):
-            gib = np.array([spec.kv_cache_bytes(int(c), 1, b) for c in CONTEXTS]) / 2**30
-            line.set_data(x, np.clip(np.log10(gib), *self.Y_RANGE))
-        self.room.set_data(x[[0, -1]], [np.clip(np.log10(max(room, 1) / 2**30), *self.Y_RANGE)] * 2)
-        self.ax.set_title(after.name, fontsize=9)
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
-        return buffer.getvalue()
+KV_X = Axis(float(CONTEXTS[0]), float(CONTEXTS[-1]), log=True, label="context (tokens)",
+            ticks=tuple((float(c), f"{c // 1024}k" if c >= 1024 else str(c)) for c in CONTEXTS[::2]))
+KV_Y = Axis(1e-4, 1e4, log=True, label="KV cache of one sequence (GiB)",
+            ticks=tuple((10.0**k, label) for k, label in zip(range(-4, 5), (
+                "0.1 MiB", "1 MiB", "10 MiB", "0.1 GiB", "1 GiB", "10 GiB", "100 GiB", "1 TiB", "10 TiB"),
+                strict=True)))
 
 
-@lru_cache(maxsize=1)
-def _plot() -> KVPlot:
-    return KVPlot()
+def kv_chart(before: ModelSpec, after: ModelSpec, room: float, precision: str) -> str:
+    """KV cache of one sequence against the context, as built and modified, and the memory the weights leave
+    (SVG). Lines off the top are drawn along the edge."""
+    b = kv_bytes(precision)
+    chart = Chart(KV_X, KV_Y, title=after.name, margin=(14, 20, 58, 100))
+    for spec, color, dash, label in ((before, BLUE, "", "as built"), (after, ORANGE, "9 5", "modified")):
+        gib = [spec.kv_cache_bytes(int(c), 1, b) / 2**30 for c in CONTEXTS]
+        chart.line([float(c) for c in CONTEXTS], gib, color, 4, dash, label)
+    if room > 0:
+        chart.hline(room / 2**30, LIMIT, "2 4", "memory left after the weights", 2.5)
+    else:
+        chart.text(float(CONTEXTS[0]) * 1.3, 3e3, "the weights alone fill the device", LIMIT)
+    return chart.svg()
 
 
 def kv_memory_report(model: str = "llama-2-7b", kind: str = "grouped-query", value: int | None = 8,
                      hardware: str = "a100-80gb", precision: str = "bf16", context_len: int = 4096
-                     ) -> tuple[str, bytes | None]:
-    """The dashboard's callback: (HTML report, PNG). Never raises; bad input is explained in the HTML."""
+                     ) -> tuple[str, str | None]:
+    """The dashboard's callback: (HTML report, SVG chart). Never raises; bad input is explained in the HTML."""
     try:
         before = model_preset(model)
         after = variants.apply(before, kind, value)
@@ -89,23 +70,28 @@ def kv_memory_report(model: str = "llama-2-7b", kind: str = "grouped-query", val
             batch = largest_batch(spec, hw.memory_bytes, precision, int(context_len), activations="none")
             step = decode_step(spec, hw, precision, int(context_len), max(batch, 1))
             rows.append((spec, batch, step))
-    except (KeyError, ValueError) as error:
-        message = error.args[0] if error.args else str(error)
-        return f'<p style="color:#b00"><b>Cannot evaluate this setting:</b> {html.escape(str(message))}</p>', None
+    except (KeyError, ValueError, TypeError) as error:
+        return problem("Cannot evaluate this setting", error), None
 
     b = kv_bytes(precision)
     body = []
+    num = "text-align:right;white-space:nowrap"
     for spec, batch, step in rows:
-        fits = (f"<b>{batch:,}</b>" if batch else '<b style="color:#b00">0: the weights alone do not fit</b>')
+        if batch:
+            fits = f"<b>{batch:,}</b>"
+        elif spec.weight_bytes(weight_bytes(precision)) > hw.memory_bytes:
+            fits = f'<b style="color:{BAD}">&#10008;&nbsp;0</b> (the weights alone do not fit)'
+        else:
+            fits = f'<b style="color:{BAD}">&#10008;&nbsp;0</b> (not even one sequence fits)'
         timing = (human_duration(step.seconds) if batch
                   else f"({human_duration(step.seconds)} if it fitted)")
         body.append(
-            f"<tr><td>{html.escape(spec.name)}</td><td style='text-align:right'>{spec.n_params() / 1e9:,.2f} B</td>"
-            f"<td style='text-align:right'>{human_bytes(spec.kv_cache_bytes_per_token(b))}</td>"
-            f"<td style='text-align:right'>{human_bytes(spec.kv_cache_bytes(int(context_len), 1, b))}</td>"
-            f"<td style='text-align:right'>{fits}</td><td style='text-align:right'>{timing}</td>"
-            f"<td style='text-align:right'>{step.tokens_per_second:,.0f}</td>"
-            f"<td style='text-align:right'>{spec.flops_per_token(int(context_len)) / 1e9:,.2f}</td></tr>")
+            f"<tr><td>{html.escape(spec.name)}</td><td style='{num}'>{spec.n_params() / 1e9:,.2f} B</td>"
+            f"<td style='{num}'>{human_bytes(spec.kv_cache_bytes_per_token(b))}</td>"
+            f"<td style='{num}'>{human_bytes(spec.kv_cache_bytes(int(context_len), 1, b))}</td>"
+            f"<td style='text-align:right'>{fits}</td><td style='{num}'>{timing}</td>"
+            f"<td style='{num}'>{step.tokens_per_second:,.0f}</td>"
+            f"<td style='{num}'>{spec.flops_per_token(int(context_len)) / 1e9:,.2f}</td></tr>")
     (_, batch_before, _), (_, batch_after, _) = rows
     if batch_before and batch_after:
         verdict = f"The modification serves <b>{batch_after / batch_before:,.2f}x</b> as many sequences at once."
@@ -115,16 +101,16 @@ def kv_memory_report(model: str = "llama-2-7b", kind: str = "grouped-query", val
         verdict = "The modified model does not fit this device at this context."
     room = hw.memory_bytes - after.weight_bytes(weight_bytes(precision))
     report = f"""
-<div style="font-family:sans-serif;font-size:90%;max-width:720px">
+<div style="font-family:sans-serif;font-size:90%;max-width:50em">
 <p><b>{html.escape(model_preset_label(model))}</b> on <b>{html.escape(hw.label)}</b>
 ({human_bytes(hw.memory_bytes)}), {precision}, {int(context_len):,} tokens per conversation. {verdict}</p>
-<table style="border-collapse:collapse"><tr><th style="text-align:left">model</th><th>parameters</th>
-<th>KV / token</th><th>KV / sequence</th><th>largest batch</th><th>time / token</th><th>tokens/s</th>
-<th>GFLOP / token</th></tr>{''.join(body)}</table>
+<div style="overflow-x:auto;max-width:calc(100vw - 3em)"><table style="border-collapse:collapse" cellpadding="4">
+<tr><th style="text-align:left">model</th><th>parameters</th><th>KV / token</th><th>KV / sequence</th>
+<th>largest batch</th><th>time / token</th><th>tokens/s</th><th>GFLOP / token</th></tr>{''.join(body)}</table></div>
 <p style="font-size:90%">Largest batch: the weights and every sequence's KV cache within the device's memory
 (lesson 02's formula; a step's activations are left out). Time per token: one decode step of that batch on the
 roofline (the slower of memory traffic and arithmetic); tokens/s: the whole batch's tokens per second.</p></div>"""
-    return report, _plot().png(before, after, room, precision)
+    return report, kv_chart(before, after, room, precision)
 
 
 def kv_memory_dashboard(model: str = "llama-2-7b", kind: str = "grouped-query", value: int = 8,
@@ -134,28 +120,33 @@ def kv_memory_dashboard(model: str = "llama-2-7b", kind: str = "grouped-query", 
 
     dense = [n for n in model_preset_names() if not model_preset(n).latent_attention]
     model_box = widgets.Dropdown(options=[(model_preset_label(n), n) for n in dense], value=model,
-                                 description="model")
-    kind_box = widgets.ToggleButtons(options=list(variants.KINDS), value=kind, description="change")
-    value_box = widgets.Dropdown(description="setting")
+                                 description="model", style=LABEL_STYLE,
+                                 layout=dropdown_layout())
+    kind_box = widgets.ToggleButtons(options=list(variants.KINDS), value=kind, description="change",
+                                     style=LABEL_STYLE)
+    value_box = widgets.Dropdown(description="setting", style=LABEL_STYLE, layout=widgets.Layout(width="16em"))
     hardware_box, precision_box, context_box, _ = hardware_controls(hardware, precision, context_len, 1)
     context_box.options = [c for c in CONTEXT_CHOICES if c >= 128]
     context_box.value = context_len
-    report = widgets.HTML()
-    plot = widgets.Image(format="png")
+    report, chart = widgets.HTML(), widgets.HTML()
+    quiet = [False]   # while the structure changes, the setting's own change must not redraw half-way
 
     def refresh_values(preferred=None):
         choices = value_choices(model_preset(model_box.value), kind_box.value)
-        value_box.options = choices or [0]
-        value_box.disabled = not choices
-        value_box.value = preferred if preferred in choices else (choices[len(choices) // 2] if choices else 0)
+        quiet[0] = True
+        try:
+            value_box.options = choices or [0]
+            value_box.disabled = not choices
+            value_box.value = preferred if preferred in choices else (choices[len(choices) // 2] if choices else 0)
+        finally:
+            quiet[0] = False
 
     def update(_change=None):
-        html_text, png = kv_memory_report(model_box.value, kind_box.value, value_box.value or None,
-                                          hardware_box.value, precision_box.value, context_box.value)
-        report.value = html_text
-        plot.layout.display = "none" if png is None else ""
-        if png is not None:
-            plot.value = png
+        if quiet[0]:
+            return
+        report.value, svg = kv_memory_report(model_box.value, kind_box.value, value_box.value or None,
+                                             hardware_box.value, precision_box.value, context_box.value)
+        chart.value = svg or ""
 
     def on_structure(_change):
         refresh_values(value_box.value)
@@ -167,5 +158,5 @@ def kv_memory_dashboard(model: str = "llama-2-7b", kind: str = "grouped-query", 
     for control in (value_box, hardware_box, precision_box, context_box):
         control.observe(update, names="value")
     update()
-    return widgets.VBox([widgets.HBox([model_box, hardware_box]), kind_box, value_box, precision_box, context_box,
-                         widgets.HBox([report, plot])])
+    return widgets.VBox([widgets.HBox([model_box, hardware_box], layout=widgets.Layout(flex_flow="row wrap")),
+                         kind_box, value_box, precision_box, context_box, outputs_box(report, chart)])

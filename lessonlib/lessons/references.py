@@ -1,4 +1,4 @@
-"""Reference answers to the coding exercises of lessons 00, 01 and 04.
+"""Reference answers to the coding exercises of lessons 00, 01, 03a, 03b and 04.
 
 A notebook falls back on these while an exercise is unanswered, so that the cells after it still run (and say
 so): see :func:`lessonlib.course.answers.yours_or_reference`. They are the worked solutions, in the open like
@@ -72,6 +72,98 @@ def is_memory_bound(intensity, peak_flops, bandwidth):
 def decode_latency(n_params, bytes_per_param, bandwidth, peak_flops):
     """Exercise 01-4a: the roofline's batch-1 decode step, weights only."""
     return max(n_params * bytes_per_param / bandwidth, 2 * n_params / peak_flops)
+
+
+# -- lesson 03a: mixture of experts ----------------------------------------------------------------------------
+
+
+def top_k_routing(router_logits, k):
+    """Exercise 03a-1a: the k most probable experts of each token and their softmax probabilities renormalized
+    over the k."""
+    import torch
+
+    probs = torch.softmax(router_logits, dim=-1)
+    top, experts = torch.topk(probs, k, dim=-1)
+    return top / top.sum(dim=-1, keepdim=True), experts
+
+
+def load_balancing_loss(router_probs, experts, n_experts):
+    """Exercise 03a-1b: N * sum_i f_i P_i, f_i the share of the T x k assignments that went to expert i."""
+    import torch
+
+    f = torch.bincount(experts.flatten(), minlength=n_experts).to(router_probs.dtype) / experts.numel()
+    return n_experts * torch.sum(f * router_probs.mean(dim=0))
+
+
+def moe_forward(x, router_weight, experts, k):
+    """Exercise 03a-2: route each token to its k experts (gates renormalized over the k), run every expert once
+    on the tokens routed to it, and add the gated outputs back in each token's row."""
+    import torch
+
+    gates, chosen = top_k_routing(x @ router_weight, k)
+    out = torch.zeros_like(x)
+    for e, expert in enumerate(experts):
+        tokens, slot = torch.nonzero(chosen == e, as_tuple=True)
+        if len(tokens):
+            out.index_add_(0, tokens, expert(x[tokens]) * gates[tokens, slot, None])
+    return out
+
+
+# -- lesson 03b: pruning and the edge ----------------------------------------------------------------------------
+
+
+def magnitude_mask(weight, sparsity):
+    """Exercise 03b-1a: True where kept; the round(sparsity * numel) smallest |w| removed."""
+    import torch
+
+    mask = torch.ones(weight.numel(), dtype=torch.bool)
+    mask[weight.detach().abs().flatten().argsort(stable=True)[:round(sparsity * weight.numel())]] = False
+    return mask.view(weight.shape)
+
+
+def n_m_mask(weight, n, m):
+    """Exercise 03b-1b: in each row, the n largest |w| of every m consecutive columns."""
+    import torch
+
+    rows, columns = weight.shape
+    groups = weight.detach().abs().reshape(rows, columns // m, m)
+    keep = groups.topk(n, dim=-1).indices
+    return torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True).reshape(rows, columns)
+
+
+def moe_params(config):
+    """Exercise 03b-2: (total, active) parameters of a Mixtral-style config."""
+    d, f = config["hidden_size"], config["intermediate_size"]
+    heads, kv_heads = config["num_attention_heads"], config["num_key_value_heads"]
+    n_experts, k = config["num_local_experts"], config["num_experts_per_tok"]
+    head_dim = d // heads
+    expert = 3 * d * f
+    per_layer = 2 * d * heads * head_dim + 2 * d * kv_heads * head_dim + n_experts * expert + d * n_experts + 2 * d
+    total = 2 * config["vocab_size"] * d + config["num_hidden_layers"] * per_layer + d
+    return total, total - config["num_hidden_layers"] * (n_experts - k) * expert
+
+
+def fits(config, memory_bytes, bytes_per_param):
+    """Exercise 03b-2: every weight in memory; exactly filling it fits."""
+    return bool(moe_params(config)[0] * bytes_per_param <= memory_bytes)
+
+
+def plan(scenario, x_config, y_base_config, y_kept):
+    """Exercise 03b-4a: (x_fits, y_fits, x_ms, y_ms, choice) for design X (an MoE config) against design Y (a
+    fraction ``y_kept`` of a dense config's parameters) under ``scenario``; see the notebook for the rules."""
+    b, budget, bandwidth = scenario["bytes_per_param"], scenario["budget_bytes"], scenario["bandwidth"]
+    x_total, x_active = moe_params(x_config)
+    y_params = y_kept * moe_params(y_base_config)[0]
+    expert = 3 * x_config["hidden_size"] * x_config["intermediate_size"] * x_config["num_hidden_layers"]
+    if scenario["experts_in_flash"]:
+        all_experts, active_experts = expert * x_config["num_local_experts"], expert * x_config["num_experts_per_tok"]
+        x_fits = (x_total - all_experts) * b <= budget
+        x_ms = 1e3 * ((x_active - active_experts) * b / bandwidth + active_experts * b / scenario["flash_bandwidth"])
+    else:
+        x_fits, x_ms = x_total * b <= budget, 1e3 * x_active * b / bandwidth
+    y_fits, y_ms = y_params * b <= budget, 1e3 * y_params * b / bandwidth
+    fitting = {name: ms for name, ok, ms in (("X", x_fits, x_ms), ("Y", y_fits, y_ms)) if ok}
+    return x_fits, y_fits, x_ms, y_ms, (min(fitting, key=fitting.get) if fitting else None)
 
 
 # -- lesson 04 ----------------------------------------------------------------------------------------------

@@ -30,6 +30,9 @@ def this_machine_on(threads: int = 1) -> HardwareSpec:
         for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
             flops[precision] = 2 * n**3 / min_time(lambda a=a, b=b: a @ b, repeats=repeats)
+        # fp16 on a small product: on many CPUs it runs a slow fallback kernel (under 1 GFLOP/s here).
+        a, b = torch.randn(128, 128, dtype=torch.float16), torch.randn(128, 128, dtype=torch.float16)
+        flops["fp16"] = 2 * 128**3 / min_time(lambda: a @ b, repeats=min(repeats, 2))
         flops["int8"] = flops["fp32"]  # no general int8 matmul in torch on a CPU: quantized work runs at fp32 speed
         source = torch.empty(copy_mib * 2**20 // 4, dtype=torch.float32)  # far larger than CPU caches
         target = torch.empty_like(source)
@@ -43,4 +46,4 @@ def this_machine_on(threads: int = 1) -> HardwareSpec:
         name=f"this-machine-{threads}-thread{plural}", label=f"This machine ({threads} thread{plural}, measured)",
         kind="measured", peak_flops=flops, memory_bandwidth=bandwidth, memory_bytes=float(memory),
         source=f"measured now on {threads} thread{plural}: best of {repeats} runs of a {n}x{n} matmul (fp32, bf16) "
-               f"and a {copy_mib} MiB tensor copy")
+               f"(and 128x128 for fp16) and a {copy_mib} MiB tensor copy")

@@ -2,10 +2,12 @@
 alone, and exact-match accuracy of greedy answers; and the fixed questions lessons score models on."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
-from .corpus import TOKENIZER, VALIDATION_SEED, Batch, answer_span, make_lines
+from .corpus import TASKS, TOKENIZER, VALIDATION_SEED, Batch, answer_span, make_lines
 
 # The questions a checkpoint's report is scored on (scripts/train_tiny_models.py): per task and difficulty, the
 # same REPORT_QUESTIONS questions for every model, so two models' answers can be compared question by question.
@@ -80,3 +82,50 @@ def answers_right(model: torch.nn.Module, lines: list[str]) -> list[bool]:
 def exact_match(model: torch.nn.Module, lines: list[str]) -> float:
     """Fraction of ``lines`` whose answer the model gets exactly right (see :func:`answers_right`)."""
     return sum(answers_right(model, lines)) / len(lines)
+
+
+SCORED_TASKS = ("copy", "reverse", "sort", "add")
+
+
+@dataclass(frozen=True)
+class Scores:
+    """A model's quality in the three measures the lessons compare."""
+    val_loss: float        # nats per character over the fixed validation batches (whole lines)
+    answer_loss: float     # nats per character of the answers, mean over copy, reverse, sort and add
+    exact_match: float     # share of answers exactly right, mean over the four tasks (mixed difficulty)
+
+
+def reported_scores(report: dict) -> Scores:
+    """The scores a shipped checkpoint's report recorded when it was made (``scripts/train_tiny_models.py`` and
+    ``prune_tiny_models.py``: the eight validation batches, and 200 questions of each task at mixed difficulty).
+    Greedy decoding is deterministic, so scoring again gives the same numbers; the test suite checks that every
+    checkpoint still reaches them."""
+    missing = [key for key in ("validation_loss", "answer_loss_per_task", "exact_match_per_task") if key not in report]
+    if missing:
+        raise KeyError(f"the report of {report.get('name', 'this checkpoint')!r} has no {', '.join(missing)}")
+    answers, right = report["answer_loss_per_task"], report["exact_match_per_task"]
+    return Scores(float(report["validation_loss"]), sum(answers[t] for t in SCORED_TASKS) / len(SCORED_TASKS),
+                  sum(right[t]["mixed"] for t in SCORED_TASKS) / len(SCORED_TASKS))
+
+
+def live_scores(model: torch.nn.Module, batches: list[Batch], lines: list[str]) -> Scores:
+    """The same three measures, scored now on ``batches`` and the answers of ``lines`` (all lines pooled). Not
+    the numbers a checkpoint's report recorded unless the questions are the report's: see :func:`report_scores`."""
+    return Scores(evaluate(model, batches), answer_loss(model, lines), exact_match(model, lines))
+
+
+REPORT_ANSWERS = REPORT_QUESTIONS * len(SCORED_TASKS)   # answers behind a report's (and report_scores') exact match
+
+
+def report_scores(model: torch.nn.Module, batches: list[Batch]) -> Scores:
+    """The three measures scored now exactly as a checkpoint's report scored them (:func:`reported_scores`): the
+    loss on ``batches`` (give the course's eight fixed validation batches), and for each of copy, reverse, sort
+    and add the answer loss and the exact match of the report's :data:`REPORT_QUESTIONS` questions at mixed
+    difficulty, averaged over the four tasks. A shipped checkpoint scores what its report says (up to the
+    report's rounding): this is what a lesson's ``RESCORE = True`` runs."""
+    tags = [tag for tag, name in TASKS.items() if name in SCORED_TASKS]
+    if len(tags) != len(SCORED_TASKS):
+        raise ValueError(f"the corpus has no task for some of {SCORED_TASKS}")
+    answers = [answer_loss(model, report_questions(tag)) for tag in tags]
+    right = [exact_match(model, report_questions(tag, "mixed")) for tag in tags]
+    return Scores(evaluate(model, batches), sum(answers) / len(answers), sum(right) / len(right))

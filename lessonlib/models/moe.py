@@ -58,18 +58,27 @@ def route(router_logits: torch.Tensor, k: int, renormalize: bool = True) -> Rout
     return Routing(router_logits, probs, weights, experts)
 
 
-def load_balancing_loss(probs: torch.Tensor, experts: torch.Tensor, n_experts: int) -> torch.Tensor:
-    """The Switch Transformer's auxiliary loss ``N * sum_i f_i * P_i``: ``f_i`` the share of the T x k
-    assignments sent to expert i (no gradient: it counts), ``P_i`` the mean router probability of expert i
-    (the gradient flows through it). Training adds ``alpha`` times it (alpha = 0.01) to the loss.
+NORMALIZATIONS = ("switch", "mixtral")
 
-    Bounds, with this normalization of ``f`` by T x k: exactly 1 when routing is uniform. A token picks an
-    expert at most once, so each ``f_i <= 1/k``, and ``sum_i P_i = 1``: the loss is at most ``N / k``,
-    reached when every token sends all its probability to the same k experts (8 experts, top-2: 4).
-    Hugging Face's Mixtral loss counts each of the k choices separately (f summed over the k slots, each
-    normalized by T): it scores k at balance and at most N."""
+
+def load_balancing_loss(probs: torch.Tensor, experts: torch.Tensor, n_experts: int,
+                        normalization: str = "switch") -> torch.Tensor:
+    """The Switch Transformer's auxiliary loss ``N * sum_i f_i * P_i``: ``f_i`` the share of the assignments sent
+    to expert i (no gradient: it counts), ``P_i`` the mean router probability of expert i (the gradient flows
+    through it). Training adds ``alpha`` times it (alpha = 0.01) to the loss. Two normalizations of ``f`` are in
+    use, and they differ by a factor ``k`` (the experts each token picks):
+
+    * ``"switch"`` (the default, and the course's): ``f_i`` = assignments to i / (T x k), so the ``f_i`` sum to 1.
+      Exactly 1 when routing is uniform. A token picks an expert at most once, so each ``f_i <= 1/k``, and
+      ``sum_i P_i = 1``: the loss is at most ``N / k``, reached when every token sends all its probability to the
+      same k experts (8 experts, top-2: 4). For k = 1 this is the Switch Transformer's own loss, bounded by N.
+    * ``"mixtral"``: Hugging Face's Mixtral ``load_balancing_loss_func``, which counts each of the k choices
+      separately (``f_i`` = assignments to i / T): k times the above, so it scores k at balance and at most N.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
     counts = torch.bincount(experts.flatten(), minlength=n_experts).to(probs.dtype)   # (n_experts,)
-    f = counts / experts.numel()
+    f = counts / (experts.numel() if normalization == "switch" else experts.shape[0])
     return n_experts * torch.sum(f * probs.mean(dim=0))
 
 

@@ -70,7 +70,7 @@ class TinyGPTConfig:
     bias: bool = True
     intermediate_size: int | None = None   # MLP (or expert) width; None: 4 * hidden_size
     head_dim: int | None = None    # None: hidden_size // n_heads (structured pruning keeps it and drops heads)
-    n_experts: int = 1             # 1: a dense MLP; more: every MLP is a mixture of n_experts experts (lesson 03)
+    n_experts: int = 1             # 1: a dense MLP; more: every MLP is a mixture of n_experts experts (lesson 03a)
     experts_per_token: int = 1     # experts each token runs (top-k)
     renormalize_gates: bool | None = None   # None: experts_per_token > 1 (Mixtral); top-1 keeps raw gates (Switch)
     capacity_factor: float | None = None    # None: no limit on the tokens an expert takes

@@ -39,8 +39,9 @@ def train(model: torch.nn.Module, data: Split, val_batches: list[Batch], *, step
     ``eval_every`` steps and at the end; leave the model in eval mode and return the history.
     ``seed`` fixes torch's global generator and the window sampler, so a run repeats exactly on the same
     machine. Weight decay applies to matrices only (not biases, LayerNorms). ``loss_fn(model, x, y)``
-    replaces the model's own loss (lesson 03 adds an auxiliary load-balancing term this way). ``after_step(step)``
-    runs after every optimizer step (pruning re-applies its masks this way, so pruned weights stay zero)."""
+    replaces the model's own loss (lesson 03a's MoE adds an auxiliary load-balancing term this way).
+    ``after_step(step)`` runs after every optimizer step (pruning re-applies its masks this way, so pruned
+    weights stay zero)."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     decay = [p for p in model.parameters() if p.dim() >= 2]
