@@ -33,7 +33,8 @@ COURSE_STAMP := $(VENV)/.course-installed
 DEV_STAMP    := $(VENV)/.dev-installed
 ASSIGNMENTS   = $(notdir $(patsubst %/,%,$(dir $(wildcard solutions/*/*.ipynb))))
 
-.PHONY: help lab demo test lint lock release grade collect autograde feedback export bench bench-grading clean-env
+.PHONY: help lab demo test lint lock release grade collect autograde feedback export bench bench-grading clean-env \
+	hub hub-setup hub-instructor hub-student hub-root check-python clean-hub-env
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -74,9 +75,9 @@ lint: $(DEV_STAMP)  ## check the Python code with ruff (configured in pyproject.
 lock:  ## refresh constraints.txt from pyproject.toml (a fresh resolve in a throwaway venv)
 	$(CHECK_PYTHON)
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
-	echo "resolving .[dev] in a throwaway venv ($$tmp/venv)"; \
+	echo "resolving .[dev,hub] (the course, its test tools and the hub) in a throwaway venv ($$tmp/venv)"; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[dev]'; \
+	"$$tmp/venv/bin/python" -m pip install $(PIP_FLAGS) -e '.[dev,hub]'; \
 	"$$tmp/venv/bin/python" scripts/write_constraints.py $(LOCK) $(if $(TORCH_INDEX),--torch-index $(TORCH_INDEX))
 
 # Both folders are then written in the form JupyterLab saves them (its kernel metadata), so that opening a
@@ -116,6 +117,52 @@ bench: $(DEV_STAMP)  ## run the benchmarks (decode vs HF generate, MoE vs Mixtra
 
 bench-grading: $(DEV_STAMP)  ## measure class grading: seconds per submission per lesson, 1 vs 2 workers
 	$(BIN)/python benchmarks/bench_grading.py $(ARGS)
+
+# A class on JupyterHub (README: "A class on JupyterHub"), on this machine, run as root. HUB_ROOT holds the hub's
+# own course environment (installed, not editable: no user's server reads this checkout, solutions/ included), the
+# nbgrader exchange and the hub's state; hub/setup_hub.py says what goes where.
+HUB_ROOT  ?= /srv/efficient-llm-inference
+HUB_ENV   := $(HUB_ROOT)/env
+HUB_STAMP := $(HUB_ENV)/.hub-installed
+HUB_PROXY := hub/node_modules/.package-lock.json
+HUB_SETUP  = $(HUB_ENV)/bin/python hub/setup_hub.py --root "$(HUB_ROOT)"
+# Every user runs the hub's environment, so its base Python must be one every user can read: the system's
+# (Debian: apt-get install python3-venv), not one under root's home (pyenv). Checked after the install.
+HUB_PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11 /usr/bin/python3.12 /usr/bin/python3.13) $(PYTHON))
+COURSE_SOURCES := $(shell find lessonlib -name '*.py' -o -name '*.json' -o -name '*.pt' 2>/dev/null)
+
+hub-root:
+	@[ "$$(id -u)" = 0 ] || { echo "the hub runs as root (it starts each user's server as that user): sudo make $(MAKECMDGOALS)" >&2; exit 1; }
+
+$(HUB_STAMP): pyproject.toml $(LOCK) $(COURSE_SOURCES) | hub-root
+	@$(MAKE) --no-print-directory PYTHON=$(HUB_PYTHON) check-python
+	$(HUB_PYTHON) -m venv "$(HUB_ENV)"
+	"$(HUB_ENV)/bin/python" -m pip install $(PIP_FLAGS) -c $(LOCK) '.[hub]'
+	@runuser -u nobody -- "$(HUB_ENV)/bin/python" -c 'import lessonlib, jupyterhub, nbgrader' || { \
+	  echo "other users cannot run $(HUB_ENV)/bin/python (is its base Python under a private folder?): make clean-hub-env, then choose HUB_PYTHON=/usr/bin/python3.11" >&2; exit 1; }
+	@touch $@
+
+# configurable-http-proxy, the hub's proxy, from npm at the version hub/package-lock.json pins (needs node >= 18).
+$(HUB_PROXY): hub/package.json hub/package-lock.json
+	npm ci --prefix hub --no-audit --no-fund --loglevel=error
+
+hub-setup: $(HUB_STAMP) $(HUB_PROXY) | hub-root  ## install (once) the hub, its proxy and the course into HUB_ROOT
+	$(HUB_SETUP) prepare
+
+hub-instructor: hub-setup  ## an instructor with their copy of the course: make hub-instructor NAME=... [ARGS=--create]
+	$(if $(NAME),,$(error say who: NAME=login))$(HUB_SETUP) add-instructor "$(NAME)" $(ARGS)
+
+hub-student: hub-setup  ## a student who may log in: make hub-student NAME=... [ARGS=--create]
+	$(if $(NAME),,$(error say who: NAME=login))$(HUB_SETUP) add-student "$(NAME)" $(ARGS)
+
+hub: hub-setup  ## run the class's JupyterHub on port 8000 (as root; HUB_ROOT=/srv/efficient-llm-inference)
+	cd "$(HUB_ROOT)/state" && COURSE_HUB_ROOT="$(HUB_ROOT)" "$(HUB_ENV)/bin/jupyterhub" -f "$(CURDIR)/hub/jupyterhub_config.py"
+
+check-python:
+	$(CHECK_PYTHON)
+
+clean-hub-env:  ## delete the hub's course environment (HUB_ROOT/env)
+	rm -rf "$(HUB_ENV)"
 
 clean-env:  ## delete the virtual environment
 	rm -rf $(VENV)

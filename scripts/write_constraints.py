@@ -1,5 +1,5 @@
 """Write constraints.txt: every distribution installed in the running environment, pinned (`make lock` runs this
-inside a throwaway venv where it has just installed `-e .[dev]` from pyproject.toml alone).
+inside a throwaway venv where it has just installed `-e .[dev,hub]` from pyproject.toml alone).
 
     python scripts/write_constraints.py constraints.txt [--torch-index cpu]
 
@@ -88,7 +88,7 @@ def header(torch_index: str | None) -> str:
     how = "make lock" + (f" TORCH_INDEX={torch_index}" if torch_index else "")
     arch = platform.machine()
     return f"""\
-# Every package the course installs, pinned: the full set `pip install -e '.[dev]'` resolved to.
+# Every package the course installs, pinned: the full set `pip install -e '.[dev,hub]'` resolved to.
 # make lab / make test install with `pip install -c constraints.txt`, and environment.yml's pip section reads it.
 # Do not edit by hand. Refresh it after changing a pin in pyproject.toml with the one command
 #     {how}

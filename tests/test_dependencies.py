@@ -151,7 +151,7 @@ def test_the_lock_says_how_to_refresh_it():
 
 def test_the_lock_pins_every_pyproject_dependency_at_the_same_version():
     locked = {canonicalize_name(p["name"]): p for p in _lock()}
-    for name, requirement in _declared("runtime", "dev").items():
+    for name, requirement in _declared("runtime", "dev", "hub").items():
         assert name in locked, f"{requirement} is in pyproject.toml but not in constraints.txt: run `make lock`"
         (spec,) = requirement.specifier
         assert Version(locked[name]["version"]) == Version(spec.version), (

@@ -16,6 +16,8 @@ executor         the grading side of a sandboxed kernel: limits, restarts, the g
 nbgrader_steps   the course's pieces of nbgrader's pipeline (restore test cells, replay execution, apps)
 feedback         feedback pages without a line of the hidden tests
 export           grades to CSV, one row per student
+formgrader       a Jupyter server extension: formgrader's autograde button runs coursegrade (the class's hub)
+exchange         nbgrader's exchange collect, a submission filed under the user who made it (the class's hub)
 config, limits   the limits every submission runs under, and where instructors set them
 selfgrade        a learner grades their own notebook on the same machinery
 """
