@@ -378,6 +378,24 @@ def test_without_bubblewrap_grading_still_works_and_says_what_does_not_hold(tmp_
     assert "NOT CONFINED: bubblewrap switched off for this test" in report.summary()
 
 
+def test_a_course_checked_out_below_tmp_is_bound_over_the_sandboxes_empty_tmp(tmp_path, monkeypatch):
+    """bubblewrap mounts in order: a course (and its virtual environment) below /tmp, as a CI clone often is, must
+    be bound after the sandbox's empty /tmp is mounted, or the kernel's Python is hidden under it."""
+    from lessonlib.course import sandbox as sandbox_module
+    from lessonlib.course.limits import Limits
+
+    course = Path("/tmp/some-course-clone")
+    monkeypatch.setattr(sandbox_module, "python_roots", lambda: [Path("/usr"), course / ".venv", course / "lessonlib"])
+    box = sandbox_module.Sandbox(probe(), Limits(), parent=tmp_path)
+    try:
+        args = box._bwrap_args()
+    finally:
+        box.cleanup()
+    empty_tmp = next(i for i in range(len(args) - 1) if args[i] == "--tmpfs" and args[i + 1] == "/tmp")
+    binds = [i for i in range(len(args) - 1) if args[i] == "--ro-bind" and args[i + 1].startswith(str(course))]
+    assert binds and all(i > empty_tmp for i in binds), args
+
+
 def test_a_long_temporary_folder_leaves_room_for_the_kernels_sockets(tmp_path):
     """A Unix socket's path fits in 104-108 bytes; macOS's temporary folder alone is ~50 characters, and every
     kernel failed to start when its sockets went below it."""

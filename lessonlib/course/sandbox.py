@@ -235,13 +235,15 @@ class Sandbox:
                 args += ["--ro-bind", str(path), str(path)]
         for name in ETC_FILES:
             args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        # bubblewrap mounts in the order given: the empty /tmp and home first, so that a course (and its Python)
+        # checked out below /tmp is bound on top of them instead of hidden under them
+        args += ["--proc", "/proc", "--dev", "/dev",
+                 "--size", str(limits.disk_mb * MB), "--tmpfs", "/tmp", "--chmod", "1777", "/tmp",
+                 "--size", str(limits.disk_mb * MB), "--tmpfs", HOME, "--chmod", "1777", HOME]
         roots = python_roots()
         for root in roots:
             args += ["--ro-bind", str(root), str(root)]
-        args += ["--proc", "/proc", "--dev", "/dev",
-                 "--size", str(limits.disk_mb * MB), "--tmpfs", "/tmp", "--chmod", "1777", "/tmp",
-                 "--size", str(limits.disk_mb * MB), "--tmpfs", HOME, "--chmod", "1777", HOME,
-                 "--ro-bind", str(self.input), INPUT,
+        args += ["--ro-bind", str(self.input), INPUT,
                  "--bind", str(self.runtime), str(self.runtime),
                  "--chdir", HOME]
         # bubblewrap creates the folders above a bind (/root above /root/.pyenv/...) private to root: open them
