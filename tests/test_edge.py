@@ -206,6 +206,16 @@ def test_dashboard_widget_updates_its_report_when_a_slider_moves():
     assert report.value != before and "80%" in report.value
 
 
+def test_dashboard_locks_the_sparsity_slider_at_half_while_2_4_is_chosen():
+    widget = edge_dashboard(tiny_dense=TINY)
+    report, kind, sparsity = widget.children[-1], widget.children[3], widget.children[4]
+    sparsity.value = 0.7
+    kind.value = "2:4"
+    assert sparsity.disabled and sparsity.value == 0.5 and "pruned 2:4 50%" in report.value
+    kind.value = "structured"
+    assert not sparsity.disabled and sparsity.value == 0.7 and "pruned structured 70%" in report.value
+
+
 def test_pruned_kinds_are_judged_against_the_control_when_one_is_given():
     curve = QualityCurve("exact match", dense=0.70, moe=0.63, control=0.80, pruned={"structured": [(0.5, 0.72)]})
     assert curve.change("structured", 0.5) == pytest.approx(0.72 / 0.80 - 1)     # against the control

@@ -76,6 +76,24 @@ def outputs_box(*children):
                                                              align_items="flex-start", width="100%"))
 
 
+def lock_sparsity_for_2_4(kind_box, sparsity_box) -> None:
+    """2:4 pruning always removes half: while it is chosen, the sparsity slider shows 50% and is locked; it gets
+    back the value it had when another kind is chosen again. Register it before the dashboard's own observers."""
+    chosen = [sparsity_box.value]
+
+    def on_kind(change):
+        if change["new"] == "2:4":
+            chosen[0] = sparsity_box.value
+            sparsity_box.disabled = True
+            sparsity_box.value = 0.5
+        elif change["old"] == "2:4":
+            sparsity_box.disabled = False
+            sparsity_box.value = chosen[0]
+
+    kind_box.observe(on_kind, names="value")
+    on_kind({"new": kind_box.value, "old": None})       # a dashboard that opens on 2:4
+
+
 def problem(what: str, error: Exception) -> str:
     """A setting the model cannot evaluate, explained in a sentence (never a traceback)."""
     message = error.args[0] if error.args else str(error)

@@ -21,7 +21,7 @@ from ..costs.published import published_metric, published_score
 from ..costs.spec import ModelSpec
 from ..display.palette import GREY, KV_CACHE, LIMIT, WEIGHTS, verdict
 from ..lessons.quality_curve import QualityCurve
-from .controls import LABEL_STYLE, dropdown_layout, hardware_controls, problem
+from .controls import LABEL_STYLE, dropdown_layout, hardware_controls, lock_sparsity_for_2_4, problem
 
 COLORS = {"weights": WEIGHTS, "KV cache": KV_CACHE}
 
@@ -197,7 +197,6 @@ def edge_dashboard(tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | No
     report = widgets.HTML()
     controls = (hardware_box, fraction_box, precision_box, dense_box, moe_box, kind_box, sparsity_box,
                 kernel_box, context_box, batch_box)
-    chosen_sparsity = [sparsity_box.value]   # what the slider said before 2:4 locked it
 
     def update(_change=None):
         report.value = edge_report(hardware_box.value, fraction_box.value, precision_box.value, dense_box.value,
@@ -205,17 +204,7 @@ def edge_dashboard(tiny_dense: ModelSpec | None = None, tiny_moe: ModelSpec | No
                                    batch_box.value, tiny_dense, tiny_moe, quality, kernel_box.value,
                                    quality_source=quality_source)
 
-    def on_kind(change):
-        # 2:4 removes exactly half: show 50% on a locked slider, and give the slider back its value after.
-        if change["new"] == "2:4":
-            chosen_sparsity[0] = sparsity_box.value
-            sparsity_box.disabled = True
-            sparsity_box.value = 0.5
-        elif change["old"] == "2:4":
-            sparsity_box.disabled = False
-            sparsity_box.value = chosen_sparsity[0]
-
-    kind_box.observe(on_kind, names="value")
+    lock_sparsity_for_2_4(kind_box, sparsity_box)      # registered first: the report then sees 50%
     for control in controls:
         control.observe(update, names="value")
     update()

@@ -29,7 +29,7 @@ from ..measure.decode import torch_threads
 from ..models import pruning
 from ..models.checkpoints import load_pretrained
 from ..models.corpus import TOKENIZER, answer_span, correct_answer, make_lines
-from .controls import LABEL_STYLE, outputs_box, problem
+from .controls import LABEL_STYLE, lock_sparsity_for_2_4, outputs_box, problem
 
 KINDS = ("magnitude", "2:4", "structured")
 QUESTION_SEED = 404                      # the fixed questions (not the training or validation lines' seeds)
@@ -211,24 +211,13 @@ def pruning_dashboard(kind: str = "magnitude", sparsity: float = 0.5, model: Pru
                                        readout_format=".0%", style=LABEL_STYLE,
                                        layout=widgets.Layout(width="36em", max_width="100%"))
     report, chart = widgets.HTML(), widgets.HTML()
-    chosen = [sparsity]
 
     def update(_change=None):
         report.value, svg = pruning_report(model, kind_box.value, sparsity_box.value)
         chart.value = svg or ""
 
-    def on_kind(change):
-        if change["new"] == "2:4":          # 2:4 always removes half: show it, and lock the slider
-            chosen[0] = sparsity_box.value
-            sparsity_box.disabled = True
-            sparsity_box.value = 0.5
-        elif change["old"] == "2:4":
-            sparsity_box.disabled = False
-            sparsity_box.value = chosen[0]
-
-    kind_box.observe(on_kind, names="value")
+    lock_sparsity_for_2_4(kind_box, sparsity_box)
     for control in (kind_box, sparsity_box):
         control.observe(update, names="value")
-    on_kind({"new": kind, "old": None})
     update()
     return widgets.VBox([kind_box, sparsity_box, outputs_box(report, chart)])
