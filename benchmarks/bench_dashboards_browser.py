@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lessonlib.dashboards.registry import pages  # noqa: E402
+from lessonlib.dashboards.registry import lesson_number, pages  # noqa: E402
 from tests.browser import chromium_page, chromium_path, presenter_server  # noqa: E402
 from tests.test_browser_presenter import MOVE  # noqa: E402
 
@@ -66,7 +66,7 @@ def main(moves: int = 8) -> list[tuple[str, int, float, float, float]]:
                         times.append(moved["ms"])
                     time.sleep(0.3)
                 if times:
-                    rows.append((f"{lesson[:2]} {demo.title}", len(times), statistics.median(times),
+                    rows.append((f"{lesson_number(lesson)} {demo.title}", len(times), statistics.median(times),
                                  percentile(times, 0.95), max(times)))
     print(markdown(rows))
     return rows

@@ -3,29 +3,31 @@ cost/accuracy frontier; a draft length (with an acceptance rate and a draft-to-t
 speculative decoding yields per target pass and its speedup.
 
 Both callbacks work on numbers computed before the dashboard starts (the family's per-query results, the
-measured acceptance rates), so a control move costs a few array operations and a redraw:
+measured acceptance rates), so a control move costs a few array operations and an SVG chart written as text
+(:mod:`lessonlib.display.svgchart`):
 
     view = CascadeView.of(results, cost="flops")
-    html, png = cascade_report(view, 0.6)
-    html, png = speculative_report(0.8, 4, 0.3, measured={4: MeasuredDraft(0.78, 3.1, 1.4)})
+    html, svg = cascade_report(view, 0.6)
+    html, svg = speculative_report(0.8, 4, 0.3, measured={4: MeasuredDraft(0.78, 3.1, 1.4)})
 """
 from __future__ import annotations
 
 import html
-import io
 import math
 import numbers
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from ..costs.speculative import best_draft_len, expected_speedup, expected_tokens_per_pass
+from ..display.palette import BLACK, BLUE, BLUISH_GREEN, GREY, LIMIT, ORANGE, REDDISH_PURPLE, SKY_BLUE
+from ..display.svgchart import Axis, Chart
 from ..models.cascade import CascadeResults, evaluate_cascade, pareto_frontier, single_models
 
 MAX_DRAFT_LEN = 16
 FLOP_UNITS = {"kFLOP": 1e3, "MFLOP": 1e6, "GFLOP": 1e9}
-COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B2")
+MODEL_MARKERS = ("diamond", "square", "triangle", "circle")
+MODEL_COLORS = (ORANGE, BLUISH_GREEN, REDDISH_PURPLE, SKY_BLUE)      # apart from the target (LIMIT) and the ring
 
 
 def _error(message: str) -> tuple[str, None]:
@@ -68,47 +70,28 @@ class CascadeView:
                    alone["accuracy"], alone["cost"] / scale, target)
 
 
-class _CascadePlot:
-    """One figure reused for every update: the curve, frontier and single models are drawn once per view; a
-    control move only moves the marker of the current threshold."""
-
-    def __init__(self, view: CascadeView):
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(5.2, 3.5), dpi=80)
-        self.figure.subplots_adjust(left=0.14, right=0.97, bottom=0.15, top=0.9)
-        ax = self.ax = self.figure.add_subplot()
-        costs = np.concatenate([view.cost, view.single_cost])
-        ax.plot(view.cost, view.accuracy, "-", color="#999", lw=1, label="cascade, every threshold")
-        ax.plot(view.cost[view.frontier], view.accuracy[view.frontier], "o", ms=3, color="#333",
-                label="Pareto frontier")
-        for m, name in enumerate(view.results.names):
-            ax.plot(view.single_cost[m], view.single_accuracy[m], "*", ms=12, color=COLORS[m % len(COLORS)],
-                    label=f"{name} alone")
-        if view.target is not None:
-            ax.axhline(view.target, color="#b00", lw=0.8, ls="--", label="target")
-        self.marker, = ax.plot([], [], "o", ms=11, mfc="none", mec="#b00", mew=2)
-        low, high = costs.min(), costs.max()
-        ax.set(xlim=(low - 0.05 * (high - low), high + 0.05 * (high - low)), ylim=(-0.02, 1.02),
-               xlabel=f"mean cost per query ({view.unit})", ylabel="accuracy")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right", fontsize=7)
-
-    def png(self, cost: float, accuracy: float, title: str) -> bytes:
-        self.marker.set_data([cost], [accuracy])
-        self.ax.set_title(title, fontsize=9)
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
-        return buffer.getvalue()
+def _cascade_chart(view: CascadeView, cost: float, accuracy: float, title: str) -> str:
+    """The curve over every threshold, its Pareto frontier, each model alone, the target, and a ring at the
+    current threshold: SVG text, drawn afresh in well under a millisecond."""
+    costs = np.concatenate([view.cost, view.single_cost])
+    low, high = float(costs.min()), float(costs.max())
+    pad = 0.05 * (high - low) or 0.05 * max(abs(high), 1e-12)
+    chart = Chart(Axis(low - pad, high + pad, label=f"mean cost per query ({view.unit})"),
+                  Axis(-0.02, 1.02, label="accuracy", ticks=tuple((v, f"{v:.0%}") for v in (0, 0.25, 0.5, 0.75, 1))),
+                  title=title)
+    chart.line(view.cost, view.accuracy, color=GREY, width=2, label="cascade, every threshold")
+    chart.points(view.cost[view.frontier], view.accuracy[view.frontier], color=BLUE, size=4, label="Pareto frontier")
+    for m, name in enumerate(view.results.names):
+        chart.points([view.single_cost[m]], [view.single_accuracy[m]], color=MODEL_COLORS[m % len(MODEL_COLORS)],
+                     marker=MODEL_MARKERS[m % len(MODEL_MARKERS)], size=8, label=f"{name} alone")
+    if view.target is not None:
+        chart.hline(view.target, color=LIMIT, label="target")
+    chart.points([cost], [accuracy], color=BLACK, size=9, label="this threshold")
+    return chart.svg()
 
 
-@lru_cache(maxsize=4)
-def _cascade_plot(view: CascadeView) -> _CascadePlot:
-    return _CascadePlot(view)
-
-
-def cascade_report(view: CascadeView, threshold: float) -> tuple[str, bytes | None]:
-    """The cascade panel's callback: (HTML, PNG) at ``threshold`` (one for every stage; 0 never defers, above 1
+def cascade_report(view: CascadeView, threshold: float) -> tuple[str, str | None]:
+    """The cascade panel's callback: (HTML, SVG chart) at ``threshold`` (one for every stage; 0 never defers, above 1
     always defers to the last model). Never raises: a bad threshold is explained in the HTML."""
     if not _is_number(threshold) or math.isnan(threshold) or threshold < 0:
         return _error(f"the threshold must be a number from 0 (never defer) upwards (above 1: always defer); "
@@ -130,7 +113,7 @@ def cascade_report(view: CascadeView, threshold: float) -> tuple[str, bytes | No
 <p>Answered by: {shares}.<br>Deferral rate {deferred}.</p>
 <p style="font-size:90%">A query pays for every model it passed through. Confidence: the least confident answer
 token's probability; a model keeps a query when its confidence reaches the threshold.</p></div>"""
-    return report, _cascade_plot(view).png(cost, accuracy, setting)
+    return report, _cascade_chart(view, cost, accuracy, setting)
 
 
 # -- speculative decoding ------------------------------------------------------------------------------------
@@ -142,55 +125,34 @@ class MeasuredDraft:
     speedup: float | None = None   # measured time of plain target decoding over speculative decoding
 
 
-class _SpeculativePlot:
-    def __init__(self):
-        from matplotlib.figure import Figure
-
-        self.figure = Figure(figsize=(5.2, 3.5), dpi=80)
-        self.figure.subplots_adjust(left=0.13, right=0.97, bottom=0.15, top=0.9)
-        ax = self.ax = self.figure.add_subplot()
-        ks = np.arange(1, MAX_DRAFT_LEN + 1)
-        self.ks = ks
-        self.tokens, = ax.plot(ks, np.ones_like(ks, dtype=float), "-", color="#4C72B0",
-                               label="expected tokens per target pass")
-        self.speedup, = ax.plot(ks, np.ones_like(ks, dtype=float), "-", color="#DD8452", label="expected speedup")
-        self.measured_tokens, = ax.plot([], [], "s", color="#4C72B0", ms=5, label="measured tokens per pass")
-        self.measured_speedup, = ax.plot([], [], "D", color="#DD8452", ms=5, label="measured speedup")
-        self.marker, = ax.plot([], [], "o", ms=11, mfc="none", mec="#b00", mew=2)
-        ax.axhline(1, color="#777", lw=0.8, ls="--")
-        ax.set(xlim=(0.5, MAX_DRAFT_LEN + 0.5), ylim=(0, MAX_DRAFT_LEN + 1.5), xlabel="draft length k",
-               ylabel="per target pass / speedup")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="upper left", fontsize=7)
-
-    def png(self, acceptance_rate: float, draft_len: int, cost_ratio: float, measured) -> bytes:
-        tokens = np.array([expected_tokens_per_pass(acceptance_rate, int(k)) for k in self.ks])
-        speedups = np.array([expected_speedup(acceptance_rate, int(k), cost_ratio) for k in self.ks])
-        self.tokens.set_ydata(tokens)
-        self.speedup.set_ydata(speedups)
-        ks = sorted(k for k in measured if 1 <= k <= MAX_DRAFT_LEN)
-        self.measured_tokens.set_data(ks, [measured[k].tokens_per_pass for k in ks])
-        timed = [k for k in ks if measured[k].speedup is not None]
-        self.measured_speedup.set_data(timed, [measured[k].speedup for k in timed])
-        shown = min(draft_len, MAX_DRAFT_LEN)
-        self.marker.set_data([shown], [speedups[shown - 1]])
-        top = max(2.0, float(tokens.max()), *(measured[k].tokens_per_pass for k in ks))
-        self.ax.set_ylim(0, 1.1 * top)
-        self.ax.set_title(f"acceptance {acceptance_rate:.2f}, draft step = {cost_ratio:.2f} target steps",
-                          fontsize=9)
-        buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", pil_kwargs={"compress_level": 1})
-        return buffer.getvalue()
-
-
-@lru_cache(maxsize=1)
-def _speculative_plot() -> _SpeculativePlot:
-    return _SpeculativePlot()
+def _speculative_chart(acceptance_rate: float, draft_len: int, cost_ratio: float, measured) -> str:
+    """Expected tokens per target pass and speedup over every draft length, what was measured, and a ring at the
+    chosen draft length: SVG text."""
+    ks = list(range(1, MAX_DRAFT_LEN + 1))
+    tokens = [expected_tokens_per_pass(acceptance_rate, k) for k in ks]
+    speedups = [expected_speedup(acceptance_rate, k, cost_ratio) for k in ks]
+    seen = sorted(k for k in measured if 1 <= k <= MAX_DRAFT_LEN)
+    top = max(2.0, max(tokens), *(measured[k].tokens_per_pass for k in seen))
+    chart = Chart(Axis(0.5, MAX_DRAFT_LEN + 0.5, label="draft length k",
+                       ticks=tuple((k, str(k)) for k in (1, 4, 8, 12, 16))),
+                  Axis(0, 1.1 * top, label="per target pass / speedup"),
+                  title=f"acceptance {acceptance_rate:.2f}, draft step = {cost_ratio:.2f} target steps")
+    chart.hline(1, color=GREY, width=1.5)
+    chart.line(ks, tokens, color=BLUE, label="expected tokens per target pass")
+    chart.line(ks, speedups, color=ORANGE, dash="8 4", label="expected speedup")
+    chart.points(seen, [measured[k].tokens_per_pass for k in seen], color=BLUE, marker="square", size=5,
+                 label="measured tokens per pass")
+    timed = [k for k in seen if measured[k].speedup is not None]
+    chart.points(timed, [measured[k].speedup for k in timed], color=ORANGE, marker="diamond", size=5,
+                 label="measured speedup")
+    shown = min(draft_len, MAX_DRAFT_LEN)
+    chart.points([shown], [speedups[shown - 1]], color=BLACK, size=8, label="this draft length")
+    return chart.svg()
 
 
 def speculative_report(acceptance_rate: float, draft_len: int, cost_ratio: float,
-                       measured: dict[int, MeasuredDraft] | None = None) -> tuple[str, bytes | None]:
-    """The speculative panel's callback: (HTML, PNG) of Leviathan et al.'s expected tokens per target pass and
+                       measured: dict[int, MeasuredDraft] | None = None) -> tuple[str, str | None]:
+    """The speculative panel's callback: (HTML, SVG chart) of Leviathan et al.'s expected tokens per target pass and
     speedup at this acceptance rate (alpha), draft length (k) and cost ratio (c: a draft step over a target
     step), beside what was measured (``measured``: draft length -> :class:`MeasuredDraft`). Never raises."""
     measured = measured or {}
@@ -222,7 +184,7 @@ def speculative_report(acceptance_rate: float, draft_len: int, cost_ratio: float
 <p>Measured on this machine: {observed}.</p>
 <p style="font-size:90%">Expected tokens per pass (1 - &alpha;<sup>k+1</sup>) / (1 - &alpha;); speedup that over
 (c k + 1), counting a verify pass as one target step (Leviathan et al., 2023).</p></div>"""
-    return report, _speculative_plot().png(alpha, k, c, measured)
+    return report, _speculative_chart(alpha, k, c, measured)
 
 
 # -- the widget ----------------------------------------------------------------------------------------------
@@ -245,20 +207,20 @@ def cascading_dashboard(view: CascadeView, acceptance_rate: float, cost_ratio: f
     for box in (threshold_box, draft_box, alpha_box, ratio_box):
         box.style = style
     cascade_html, spec_html = widgets.HTML(), widgets.HTML()
-    cascade_png, spec_png = widgets.Image(format="png"), widgets.Image(format="png")
+    # the charts scale to their box: give each panel's chart the width of its sliders
+    cascade_chart, spec_chart = (widgets.HTML(layout=widgets.Layout(width="420px", max_width="100%"))
+                                 for _ in range(2))
 
-    def show(html_box, image, result):
-        html_box.value, png = result
-        image.layout.display = "none" if png is None else ""
-        if png is not None:
-            image.value = png
+    def show(html_box, chart, result):
+        html_box.value, svg = result
+        chart.value = svg or ""
 
     def update_cascade(_change=None):
         value = threshold_box.value
-        show(cascade_html, cascade_png, cascade_report(view, np.inf if value > 1 else value))
+        show(cascade_html, cascade_chart, cascade_report(view, np.inf if value > 1 else value))
 
     def update_speculative(_change=None):
-        show(spec_html, spec_png, speculative_report(alpha_box.value, draft_box.value, ratio_box.value, measured))
+        show(spec_html, spec_chart, speculative_report(alpha_box.value, draft_box.value, ratio_box.value, measured))
 
     threshold_box.observe(update_cascade, names="value")
     for box in (draft_box, alpha_box, ratio_box):
@@ -266,7 +228,7 @@ def cascading_dashboard(view: CascadeView, acceptance_rate: float, cost_ratio: f
     update_cascade()
     update_speculative()
     cascade_panel = widgets.VBox([widgets.HTML("<b>Cascade</b> (above 1.00: always defer)"), threshold_box,
-                                  cascade_png, cascade_html])
+                                  cascade_chart, cascade_html])
     speculative_panel = widgets.VBox([widgets.HTML("<b>Speculative decoding</b>"), draft_box, alpha_box, ratio_box,
-                                      spec_png, spec_html])
+                                      spec_chart, spec_html])
     return widgets.HBox([cascade_panel, speculative_panel])

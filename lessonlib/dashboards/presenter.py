@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from ..display.palette import BAD, BLUE
-from .registry import Demo, lesson_title, pages
+from .registry import Demo, lesson_number, lesson_title, pages
 
 PRESENTER_CSS = f"""
 :root {{
@@ -76,8 +76,8 @@ def header(lesson: str | None = None) -> None:
 
     style()
     links = ['<a href="index.ipynb">all lessons</a>'] + [
-        f'<a href="{_page_name(other)}">{html.escape(other[:2])}</a>' if other != lesson else
-        f'<span style="margin-right:1.2em">{html.escape(other[:2])}</span>' for other in pages()]
+        f'<a href="{_page_name(other)}">{html.escape(lesson_number(other))}</a>' if other != lesson else
+        f'<span style="margin-right:1.2em">{html.escape(lesson_number(other))}</span>' for other in pages()]
     display(HTML(f'<div class="lessonlib-nav">{"".join(links)}</div>'))
 
 
@@ -119,7 +119,7 @@ def _code(text: str, n: int) -> dict:
 
 def lesson_page(lesson: str, demos: list[Demo]) -> dict:
     cells = [_code(f"from lessonlib.dashboards.presenter import header, show\nheader({lesson!r})", 0),
-             _markdown(f"# {lesson[:2]} · {lesson_title(lesson)}", 0)]
+             _markdown(f"# {lesson_number(lesson)} · {lesson_title(lesson)}", 0)]
     for i, demo in enumerate(demos):
         cells += [_markdown(f"## {demo.title}\n\n{demo.context}", i + 1), _code(f"show({lesson!r}, {i})", i + 1)]
     return _notebook(cells)
@@ -130,7 +130,7 @@ def index_page() -> dict:
              "One page per lesson. Click a slider's handle, then use the arrow keys; Ctrl + and Ctrl − zoom the "
              "page.", ""]
     for lesson, demos in pages().items():
-        lines.append(f"## [{lesson[:2]} · {lesson_title(lesson)}]({_page_name(lesson)})")
+        lines.append(f"## [{lesson_number(lesson)} · {lesson_title(lesson)}]({_page_name(lesson)})")
         lines += [f"- **{demo.title}**: {demo.context}" for demo in demos]
         lines.append("")
     return _notebook([_code("from lessonlib.dashboards.presenter import header\nheader()", 0),

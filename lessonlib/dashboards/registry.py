@@ -86,6 +86,11 @@ DEMOS = [
 ]
 
 
+def lesson_number(lesson: str) -> str:
+    """The short name of a lesson in navigation and headings: its id up to the first underscore ("03a")."""
+    return lesson.split("_", 1)[0]
+
+
 def lesson_title(lesson: str) -> str:
     return LESSONS.get(lesson, lesson.replace("_", " "))
 

@@ -56,8 +56,13 @@ class Axis:
             first, last = math.ceil(math.log10(self.lo) - 1e-9), math.floor(math.log10(self.hi) + 1e-9)
             step = max(1, (last - first) // 7 + 1)
             return tuple((10.0**k, decade_label(k)) for k in range(first, last + 1, step))
-        return tuple((self.lo + i * (self.hi - self.lo) / 5, f"{self.lo + i * (self.hi - self.lo) / 5:g}")
-                     for i in range(6))
+        # about five round steps (1, 2, 2.5 or 5 times a power of ten) inside [lo, hi]
+        raw = (self.hi - self.lo) / 5
+        power = 10.0 ** math.floor(math.log10(raw))
+        step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+        first = math.ceil(self.lo / step - 1e-9)
+        values = [round(k * step, 12) for k in range(first, math.floor(self.hi / step + 1e-9) + 1)]
+        return tuple((v, f"{v:g}") for v in values)
 
 
 def short_number(v: float) -> str:
