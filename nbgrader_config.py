@@ -14,9 +14,25 @@ c.CourseDirectory.release_directory = "notebooks"  # student notebooks, generate
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(here, "gradebook.db")
 c.Exchange.root = os.path.join(here, ".exchange")
 
-# The stub a learner sees where a solution was removed.
+# The stub a learner sees where a solution was removed. A value answer at the top level of a cell gets a comment
+# instead (ClearSolutionsRunAll.value_stub), below the placeholder the solution sets, so that Run All goes past an
+# unanswered exercise; a function's body raises NotImplementedError until it is written.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+c.GenerateAssignment.preprocessors = [
+    "nbgrader.preprocessors.IncludeHeaderFooter",
+    "nbgrader.preprocessors.InstantiateTests",
+    "nbgrader.preprocessors.LockCells",
+    "lessonlib.course.nbgrader_steps.ClearSolutionsRunAll",     # in place of nbgrader's ClearSolutions
+    "nbgrader.preprocessors.ClearOutput",
+    "nbgrader.preprocessors.CheckCellMetadata",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.SaveCells",
+    "nbgrader.preprocessors.ClearHiddenTests",
+    "nbgrader.preprocessors.ClearMarkScheme",
+    "nbgrader.preprocessors.ComputeChecksums",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
 
 # Grading runs every notebook top to bottom; lessons train or time small models, so give cells room.
 c.ExecutePreprocessor.timeout = 300

@@ -31,6 +31,22 @@ def test_blank_release_scores_zero(graded):
     assert not earned, f"the blank release earns points in {earned}"
 
 
+def test_blank_release_runs_to_the_end_without_a_traceback(graded):
+    """Run All on an untouched release goes through (issue 9, item 15): an unanswered value answer is a
+    placeholder, not a raise, and the cells after an unanswered exercise print a note instead of failing. Only
+    calling an unanswered function raises, and the test cells report that as a FAIL line, not an error."""
+    import nbformat
+
+    course = graded.released_dir.parent.parent
+    notebooks = list((course / "autograded" / "blank" / graded.assignment).glob("*.ipynb"))
+    assert notebooks, "nbgrader wrote no autograded notebook for the blank release"
+    errors = [f"cell {i} ({c.metadata.get('nbgrader', {}).get('grade_id', 'no grade id')}): {o.ename}: "
+              f"{str(o.evalue)[:120]}"
+              for nb in notebooks for i, c in enumerate(nbformat.read(nb, as_version=4).cells)
+              if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, "the blank release stops Run All at:\n" + "\n".join(errors)
+
+
 def test_right_answers_written_differently_score_full_marks(graded):
     for student, variant in graded.variants(wrong=False):
         score = graded.scores[student]

@@ -111,13 +111,13 @@ def test_assess_compares_weights_and_kv_cache_with_the_budget():
     assert moe.seconds_per_step > dense.seconds_per_step
 
 
-def test_int4_stores_about_half_the_weight_bytes_of_int8_and_computes_at_the_bf16_rate():
+def test_int4_stores_about_half_the_weight_bytes_of_int8_and_computes_at_the_fp16_rate():
     moe = Candidate("Mixtral", MIXTRAL)
-    int4, int8, bf16 = (assess(moe, PHONE, p) for p in ("int4", "int8", "bf16"))
+    int4, int8, fp16 = (assess(moe, PHONE, p) for p in ("int4", "int8", "fp16"))
     # 4-bit weights in groups of 128 sharing a 16-bit scale and zero: (0.5 + 4/128) bytes against int8's 1.
     assert int4.memory["weights"] == pytest.approx(int8.memory["weights"] * (0.5 + 4 / 128))
     assert int4.memory["KV cache"] == int8.memory["KV cache"]            # the cache stays 16-bit
-    assert int4.step.t_compute == pytest.approx(bf16.step.t_compute)   # unpacked to 16 bits to multiply (W4A16)
+    assert int4.step.t_compute == pytest.approx(fp16.step.t_compute)   # unpacked to fp16 to multiply (W4A16)
     # Mixtral-8x7B needs about 25 GB at int4: not on the 8 GB phone.
     assert not int4.fits
 

@@ -2,7 +2,7 @@
 import pytest
 
 from lessonlib.costs.hardware import hardware_preset, hardware_preset_names, this_machine, what_if
-from lessonlib.costs.precision import COMPUTE_PRECISIONS, PRECISIONS, compute_precision, kv_bytes, weight_bytes
+from lessonlib.costs.precision import COMPUTE_PRECISIONS, PRECISIONS, compute_precisions, kv_bytes, weight_bytes
 from lessonlib.costs.presets import model_preset
 from lessonlib.costs.roofline import decode_step
 
@@ -46,10 +46,17 @@ def test_every_precision_has_bytes_and_an_arithmetic_rate_on_every_preset():
     assert PRECISIONS == ("fp32", "bf16", "fp16", "int8", "int4")
     assert [weight_bytes(p) for p in PRECISIONS] == [4, 2, 2, 1, 0.5 + 4 / 128]
     assert {kv_bytes(p) for p in ("bf16", "fp16", "int8", "int4")} == {2}
-    assert compute_precision("int4") == "bf16"
+    assert compute_precisions("int4") == ("fp16", "bf16")
     for name in hardware_preset_names(include_this_machine=False):
         hw = hardware_preset(name)
-        assert hw.flops_for("fp16") == hw.flops_for("bf16") == hw.flops_for("int4")
+        assert hw.flops_for("int4") == max(hw.flops_for("fp16"), hw.flops_for("bf16")) >= hw.flops_for("fp32")
+
+
+def test_bf16_runs_at_the_fp32_rate_where_the_cores_have_no_bf16_arithmetic():
+    pi = hardware_preset("raspberry-pi-5")           # Cortex-A76, Armv8.2-A: fp16 arithmetic, no bf16
+    assert pi.flops_for("bf16") == pi.flops_for("fp32") == pi.flops_for("fp16") / 2
+    for name in ("a100-80gb", "h100-sxm", "jetson-orin-nano", "phone-snapdragon-8-gen-3"):
+        assert hardware_preset(name).flops_for("bf16") == hardware_preset(name).flops_for("fp16"), name
 
 
 def test_int4_halves_the_weight_reads_of_int8_and_so_batch_one_decode_time():

@@ -46,8 +46,8 @@ def test_no_option_stands_out_by_its_length(options):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=["solution", "release"])
 def test_what_the_exercises_need_is_in_markdown_word_for_word(path):
-    """Run All stops at the first unanswered exercise: the options and challenges must not depend on a code
-    cell having run, and must say exactly what the graders' dicts say."""
+    """The options and challenges must not depend on a code cell having run (a learner reads them before
+    running anything, and on GitHub no output is shown), and must say exactly what the graders' dicts say."""
     markdown = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
     for table in (CATEGORIES, CHALLENGES, PRINCIPLE_OPTIONS, TRADE_OPTIONS):
         for key, text in table.items():

@@ -32,12 +32,13 @@ class HardwareSpec:
     source: str = ""
 
     def flops_for(self, precision: str) -> float:
-        """Peak FLOP/s of the arithmetic a pass at ``precision`` runs on (int4 weights: the bf16 rate)."""
-        arithmetic = COMPUTE.get(precision, precision)
-        if arithmetic not in self.peak_flops:
+        """Peak FLOP/s of the arithmetic a pass at ``precision`` runs on (int4 weights: the faster of the fp16
+        and bf16 rates)."""
+        known = [self.peak_flops[a] for a in COMPUTE.get(precision, (precision,)) if a in self.peak_flops]
+        if not known:
             raise KeyError(f"{self.label} has no peak figure for {precision!r}; "
                            f"known: {', '.join(self.peak_flops)}")
-        return self.peak_flops[arithmetic]
+        return max(known)
 
     def ridge_point(self, precision: str) -> float:
         """Arithmetic intensity (FLOPs per byte moved) above which work is compute-bound on this hardware."""

@@ -6,6 +6,12 @@ of stopping with a traceback:
 
     kv_bytes = yours_or_reference("kv_cache_bytes", globals(), references.kv_cache_bytes, "Exercise 3a",
                                   example=(32, 32, 128, 4096))
+
+A value answer starts as a placeholder (``...`` for a number, ``"?"`` for a choice); a cell that shows it first
+asks whether it is answered, so that *Run All* goes on past it with a one-line note:
+
+    if answered("Exercise 4b", q4_pi_seconds, q4_h100_seconds):
+        print(f"{q4_pi_seconds * 1e3:.1f} ms per token")
 """
 from __future__ import annotations
 
@@ -25,6 +31,25 @@ def _show(markdown: str) -> None:
         print(markdown)
         return
     display(Markdown(markdown))
+
+
+def is_placeholder(value: Any) -> bool:
+    """True for a value answer still at its placeholder (``...`` or ``"?"``), or a dict or list holding one."""
+    if isinstance(value, dict):
+        return any(is_placeholder(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(is_placeholder(v) for v in value)
+    return value is ... or isinstance(value, str) and value.strip() in ("?", "...")
+
+
+def answered(exercise: str, *values: Any) -> bool:
+    """True when none of ``values`` is still a placeholder; otherwise show a one-line note naming ``exercise``
+    (instead of the traceback that formatting ``...`` as a number would give) and return False."""
+    if any(is_placeholder(value) for value in values):
+        _show(f"⚠️ **{exercise}** is not answered yet: replace each `...` and `\"?\"` in its answer cell with your "
+              f"value, then run that cell again.")
+        return False
+    return True
 
 
 def _same(a: Any, b: Any) -> bool:

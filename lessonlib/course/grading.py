@@ -105,6 +105,8 @@ class Grader:
 def assert_close(actual: Any, expected: float, rel: float = 1e-6, what: str = "value") -> bool:
     """Return True, or raise AssertionError showing both numbers when ``actual`` is not a number within
     ``rel`` of ``expected``."""
+    if actual is ...:
+        raise AssertionError(f"{what} is not answered yet (replace the ... in the answer cell with your value)")
     if isinstance(actual, bool) or not isinstance(actual, (int, float)) and not hasattr(actual, "__float__"):
         raise AssertionError(f"{what} should be a number, got {type(actual).__name__}: {actual!r}")
     if not math.isclose(float(actual), float(expected), rel_tol=rel, abs_tol=0.0 if expected else 1e-12):

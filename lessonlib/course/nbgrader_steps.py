@@ -1,6 +1,9 @@
 """The course's pieces of nbgrader's own pipeline: grading goes through nbgrader's autograde converter and its
 gradebook; only execution is replaced.
 
+* :class:`ClearSolutionsRunAll` is nbgrader's ``ClearSolutions`` for the release, except that a value answer
+  (a solution region at the top level of a cell) becomes a comment instead of ``raise NotImplementedError()``,
+  so that *Run All* goes past an unanswered exercise; a function's body still raises.
 * :class:`RestoreCells` is nbgrader's ``OverwriteCells`` (test cells restored to the gradebook's checksummed
   originals, deleted ones added back) without its warning for every test cell whose hidden tests were removed
   in the release -- that "checksum changed" is expected for every student, the perfect one included. Whether a
@@ -29,11 +32,41 @@ from nbgrader.api import Gradebook
 from nbgrader.preprocessors import (
     CheckCellMetadata,
     ClearOutput,
+    ClearSolutions,
     DeduplicateIds,
     NbGraderPreprocessor,
     OverwriteCells,
     OverwriteKernelspec,
 )
+from traitlets import Unicode
+
+
+class ClearSolutionsRunAll(ClearSolutions):
+    """nbgrader's ClearSolutions, with another stub for a solution region at the top level of a code cell.
+
+    A value answer (``q2_answer = "C"``) sits at the top level. The course's solutions put a placeholder above
+    the region (``q2_answer = "?"``); the release keeps it and replaces the region with ``value_stub`` (a comment),
+    so *Run All* runs past an unanswered exercise: its test cell says "not answered yet" and the cells below go on
+    (lessonlib.course.answers.answered). Inside a function (an indented region) the usual code stub stays: calling
+    an unanswered function raises NotImplementedError, which the checks and fallbacks report."""
+
+    value_stub = Unicode("# YOUR ANSWER HERE: replace each ... and \"?\" above with your value",
+                         help="What replaces a solution region at the top level of a code cell").tag(config=True)
+
+    def _replace_solution_region(self, cell: NotebookNode, language: str) -> bool:
+        replaced = super()._replace_solution_region(cell, language)
+        if replaced and cell.cell_type == "code":
+            stub, lines, kept = self.code_stub[language].split("\n"), cell.source.split("\n"), []
+            i = 0
+            while i < len(lines):
+                if lines[i:i + len(stub)] == stub:       # an unindented stub: the region was at the top level
+                    kept.extend(self.value_stub.split("\n"))
+                    i += len(stub)
+                else:
+                    kept.append(lines[i])
+                    i += 1
+            cell.source = "\n".join(kept)
+        return replaced
 
 
 class RestoreCells(OverwriteCells):

@@ -66,8 +66,8 @@ PRINCIPLE_OPTIONS = {
          "model calls, and how busy the hardware is kept; each category acts on one source, so gains combine.",
     "D": "Every optimization trades accuracy for speed; the categories differ in how much accuracy they give "
          "up, from none for serving-system changes to the most for changes to the model's structure.",
-    "E": "Each category suits one kind of hardware: structural changes for memory-poor edge devices, new "
-         "decoding algorithms for CPUs, and serving-system changes for large datacenter GPUs.",
+    "E": "Inference cost has separate sources, but they rise and fall together: a fix aimed at any one lowers "
+         "the others just as much, so the categories are interchangeable and a team needs only the cheapest.",
 }
 
 TRADE_OPTIONS = {
