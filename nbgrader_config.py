@@ -36,6 +36,9 @@ c.GenerateAssignment.preprocessors = [
 
 # Grading runs every notebook top to bottom; lessons train or time small models, so give cells room.
 c.ExecutePreprocessor.timeout = 300
+# After a cell's reply, its last output may still be in flight; nbgrader fails the whole submission if it takes over
+# iopub_timeout (4 s by default), which a loaded grading machine and chatty code (logging at DEBUG level) exceed.
+c.ExecutePreprocessor.iopub_timeout = 30
 
 # Class grading (`coursegrade`, README: instructor guide) -- limits for every submission. Defaults are in
 # lessonlib/course/limits.py; uncomment to change them for this course.
