@@ -52,6 +52,21 @@ def answered(exercise: str, *values: Any) -> bool:
     return True
 
 
+def shown_if_answered(exercise: str, function: Callable, *args: Any) -> Any:
+    """``function(*args)`` when the learner's function is answered; otherwise None, with a one-line note naming
+    ``exercise`` (not answered yet, or how it failed) instead of a traceback, so that *Run All* goes on. For an
+    answer cell that shows what the learner's function returns; the test cell grades the function itself."""
+    try:
+        return function(*args)
+    except NotImplementedError:
+        _show(f"⚠️ **{exercise}** is not answered yet: write `{getattr(function, '__name__', 'the function')}` "
+              f"above, then run this cell again.")
+    except Exception as error:  # noqa: BLE001 - the learner's code failed: say how, go on
+        _show(f"⚠️ **{exercise}**: `{getattr(function, '__name__', 'the function')}` fails here "
+              f"({type(error).__name__}: {error}); the test cell below says more.")
+    return None
+
+
 def _same(a: Any, b: Any) -> bool:
     """Do two results agree: numbers within 1e-6, booleans as booleans, arrays and tensors element by element
     (within 1e-5), tuples and lists item by item."""
