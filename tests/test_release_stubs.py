@@ -75,3 +75,20 @@ def test_a_placeholder_number_fails_its_check_as_not_answered(capsys):
     grader.check("the Pi's latency", lambda: assert_close(..., 0.01, what="seconds"), points=1)
     assert "not answered yet" in capsys.readouterr().out
     assert grader.score() == 0
+
+
+def test_a_cell_showing_an_unanswered_function_notes_it_and_goes_on(monkeypatch):
+    shown = []
+    monkeypatch.setattr(answers, "_show", shown.append)
+
+    def edge_plan(target, draft, k):
+        raise NotImplementedError()
+
+    def broken(target, draft, k):
+        return 1 / 0
+
+    assert answers.shown_if_answered("Exercise 4b", edge_plan, 1, 2, 4) is None
+    assert answers.shown_if_answered("Exercise 4b", broken, 1, 2, 4) is None
+    assert answers.shown_if_answered("Exercise 4b", lambda *a: (True, 3.0), 1, 2, 4) == (True, 3.0)
+    assert "not answered yet" in shown[0] and "`edge_plan`" in shown[0]
+    assert "ZeroDivisionError" in shown[1] and len(shown) == 2
