@@ -246,3 +246,12 @@ def test_answers_that_return_arrays_are_compared_element_by_element(notes):
     assert "does not agree" in notes[-1]
     answers.yours_or_reference("f", {"f": lambda x: "text"}, reference, "Exercise 1", example=(3,))
     assert "does not agree" in notes[-1]
+
+
+def test_tables_right_align_numbers_and_left_align_labels_such_as_2_4():
+    from lessonlib.display.output import looks_numeric
+
+    for number in (3, 2.5, "1,234", "-0.5", "3.2e+09", "12%", "1.5x", "25.6 GB", "3.20 ms"):
+        assert looks_numeric(number), number
+    for label in ("2:4", "top-2", "Mistral-7B", "yes", True, "", "structured 50%"):
+        assert not looks_numeric(label), label

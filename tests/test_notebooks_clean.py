@@ -78,3 +78,26 @@ def test_hidden_check_names_do_not_state_their_answer(path):
     assert named, f"{_id(path)}: no hidden checks found: is the pattern still right?"
     telling = [(grade_id, name) for grade_id, name in named if VERDICT.search(name)]
     assert not telling, f"{_id(path)}: hidden check names that state their answer: {telling}"
+
+
+FIGSIZE = re.compile(r"figsize=\(\s*([\d.]+)\s*,\s*([\d.]+)\s*\)")
+SOURCES = sorted((REPO / "solutions").glob("*/*.ipynb"))
+
+
+@pytest.mark.parametrize("path", SOURCES + sorted((REPO / "lessonlib").rglob("*.py")),
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_figures_fit_a_laptop_screen(path):
+    """A figure wider than 9 inches is shrunk to the notebook's width on a laptop, and its ticks become unreadable
+    (issue 9, item 18)."""
+    text = path.read_text()
+    if path.suffix == ".ipynb":
+        text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    wide = [m.group(0) for m in FIGSIZE.finditer(text) if float(m.group(1)) > 9]
+    assert not wide, f"{path.name}: {wide}"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.parent.name)
+def test_every_lesson_asks_for_a_prediction_before_its_key_measurements(path):
+    prompts = sum(c.source.count("Predict before you run")
+                  for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+    assert prompts >= 2, f"{path.name} has {prompts} 'Predict before you run' prompts"
